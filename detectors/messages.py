@@ -1,0 +1,138 @@
+"""Signals inside a stage, and the messages keyed stages send each other.
+
+Warden's state is partitioned the way Kafka partitions it: by account (which
+also plays the reporter role — a reporter *is* an account) and by device.
+Everything that crosses a key boundary is one of the frozen messages below,
+carried on an internal topic live and on an in-memory queue in replay
+(detectors/engine.py). Each carries the `ts` of the input that caused it and a
+deterministic `msg_id` derived from that input, so a redelivered message is
+de-duplicated exactly like an input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A trigger's verdict on one event, handed to the restriction lifecycle.
+
+    `fires` False means the event only restarts the quiet clock of an existing
+    restriction (a report adding weight below the threshold, evasion seen by
+    the evaded account); it never starts a restriction or adds scopes.
+    """
+
+    trigger: str
+    ts: int
+    event_id: str
+    scopes: tuple[str, ...]
+    evidence: dict[str, Any]
+    fires: bool = True
+    upheld: tuple[tuple[str, str], ...] = ()  # (reporter_id, report event_id)
+    taints: bool = False
+
+
+# --- account (reporter role) <- account (reported role) -------------------
+
+@dataclass(frozen=True, slots=True)
+class ReportFiled:
+    """A report, routed to its reporter's partition to be weighed."""
+
+    msg_id: str
+    ts: int
+    reporter_id: str
+    reported_id: str
+    reason: str
+    room_id: str | None
+
+    @property
+    def account_id(self) -> str:
+        return self.reporter_id
+
+
+# --- account (reported role) <- account (reporter role) -------------------
+
+@dataclass(frozen=True, slots=True)
+class ReportWeighed:
+    """A report with its weight fixed at arrival, and the reporter's devices."""
+
+    msg_id: str
+    ts: int
+    reporter_id: str
+    reported_id: str
+    reason: str
+    room_id: str | None
+    weight: float
+    credibility: float
+    reporter_devices: tuple[str, ...]
+
+    @property
+    def account_id(self) -> str:
+        return self.reported_id
+
+
+# --- account (reporter role) <- account (reported role): feedback ---------
+
+@dataclass(frozen=True, slots=True)
+class ReportsJudged:
+    """Reports of one reporter became upheld (`upheld` True) or overturned."""
+
+    msg_id: str
+    ts: int
+    account_id: str  # the reporter
+    reported_id: str
+    report_ids: tuple[str, ...]
+    upheld: bool
+
+
+# --- device <- account -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AccountOnDevice:
+    """An account used a device (`used` True) or its restriction status changed."""
+
+    msg_id: str
+    ts: int
+    device_id: str
+    account_id: str
+    used: bool
+    restricted: bool
+    level: int
+    scopes: tuple[str, ...]
+    tainted_at: int | None
+    event_id: str
+
+
+# --- account <- device -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class DeviceMatched:
+    """Other accounts on a device the account used make a device trigger fire.
+
+    For `ban_evasion` with `evaded` True, the recipient is the evaded
+    (already restricted) account and only its quiet clock restarts.
+    """
+
+    msg_id: str
+    ts: int
+    account_id: str
+    trigger: str
+    device_id: str
+    others: tuple[str, ...]
+    scopes: tuple[str, ...]
+    event_id: str
+    evaded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LiftDue:
+    """The processing clock reached the account's `lift_at`."""
+
+    msg_id: str
+    ts: int
+    account_id: str
+
+
+Message = ReportFiled | ReportWeighed | ReportsJudged | AccountOnDevice | DeviceMatched | LiftDue
