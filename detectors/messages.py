@@ -42,6 +42,7 @@ class ReportFiled:
 
     msg_id: str
     ts: int
+    event_id: str
     reporter_id: str
     reported_id: str
     reason: str
@@ -60,6 +61,7 @@ class ReportWeighed:
 
     msg_id: str
     ts: int
+    event_id: str
     reporter_id: str
     reported_id: str
     reason: str

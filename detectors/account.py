@@ -1,0 +1,256 @@
+"""The account stage: everything keyed by `account_id`.
+
+One `AccountState` per account holds the account's trigger windows, its
+restriction lifecycle, its reporter record (a reporter is an account) and the
+devices it was seen on. `handle` takes one input or internal message and
+returns the new state, the decisions to append, and the messages for other
+keys (detectors/messages.py) — the only way state crosses a key boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from detectors import policy as lifecycle
+from detectors import reporters
+from detectors.config import Policy
+from detectors.decisions import Decision
+from detectors.events import (
+    DeviceSignalled,
+    FriendAdded,
+    MessageReported,
+    ModerationCommanded,
+    Rejected,
+    RoomCreated,
+)
+from detectors.messages import (
+    AccountOnDevice,
+    DeviceMatched,
+    LiftDue,
+    Message,
+    ReportFiled,
+    ReportsJudged,
+    ReportWeighed,
+    Signal,
+)
+from detectors.policy import OVERTURNING, Lifecycle
+from detectors.reporters import ReporterRecord
+from detectors.triggers.registry import ACCOUNT_TRIGGERS, BY_EVENT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    lifecycle: Lifecycle = Lifecycle()
+    windows: dict[str, Any] = field(default_factory=dict)  # trigger name -> state; copy on write
+    reporter: ReporterRecord = ReporterRecord()
+    devices: tuple[tuple[str, int], ...] = ()  # (device_id, last announced use), newest last
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: AccountState
+    decisions: tuple[Decision, ...] = ()
+    outbox: tuple[Message, ...] = ()
+    rejected: Rejected | None = None
+
+
+EMPTY = AccountState()
+
+
+def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> Outcome:
+    """Apply one message addressed to this account."""
+    match msg:
+        case FriendAdded() | RoomCreated() | ReportWeighed():
+            state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
+            out = _apply_signals(state, msg.account_id, signals, policy)
+            device = getattr(msg, "device_id", None)
+            return _announce_device(out, msg.account_id, device, msg.ts, msg.event_id, policy)
+        case DeviceSignalled():
+            state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
+            out = _apply_signals(state, msg.account_id, signals, policy)
+            return _announce_device(out, msg.account_id, msg.device_id, msg.ts, msg.event_id,
+                                    policy, always=True)
+        case MessageReported():
+            return Outcome(state, outbox=(ReportFiled(
+                f"{msg.event_id}>filed", msg.ts, msg.event_id, msg.reporter_id, msg.reported_id,
+                msg.reason, msg.room_id),))
+        case ReportFiled():
+            return Outcome(state, outbox=(_weigh(state, msg),))
+        case ReportsJudged():
+            return _judge(state, msg, policy)
+        case DeviceMatched():
+            return _apply_signals(state, msg.account_id, (_device_signal(msg),), policy)
+        case ModerationCommanded():
+            result = lifecycle.decide_command(state.lifecycle, msg, policy=policy)
+            if isinstance(result, Rejected):
+                return Outcome(state, rejected=result)
+            return _commit(state, msg.account_id, result, (), policy)
+        case LiftDue():
+            decisions = lifecycle.decide_lift_due(
+                state.lifecycle, account_id=msg.account_id, now_ms=msg.ts, policy=policy)
+            return _commit(state, msg.account_id, decisions, (), policy)
+        case _:
+            raise TypeError(f"account stage cannot handle {type(msg).__name__}")
+
+
+def _run_triggers(state: AccountState, event: Any, *, now_ms: int,
+                  policy: Policy) -> tuple[AccountState, tuple[Signal, ...]]:
+    windows = state.windows
+    signals: list[Signal] = []
+    for trigger in BY_EVENT_TYPE.get(type(event), ()):
+        before = windows.get(trigger.name, trigger.initial)
+        after, fired = trigger.step(before, event, now_ms=now_ms, policy=policy)
+        signals.extend(fired)
+        if after is not before:
+            windows = {**windows, trigger.name: after} if after else \
+                {k: v for k, v in windows.items() if k != trigger.name}
+    if windows is not state.windows:
+        state = replace(state, windows=windows)
+    return state, tuple(signals)
+
+
+def _apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],
+                   policy: Policy) -> Outcome:
+    decisions = lifecycle.decide_signals(state.lifecycle, signals, account_id=account_id,
+                                         policy=policy)
+    return _commit(state, account_id, decisions, signals, policy)
+
+
+def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
+            signals: tuple[Signal, ...], policy: Policy) -> Outcome:
+    """Fold decisions in, then derive the feedback other keys need."""
+    decisions = tuple(decisions)
+    before = state.lifecycle
+    life = before
+    outbox: list[Message] = []
+    for d in decisions:
+        if d.type == "lifted" and d.reason in OVERTURNING and life.restriction is not None:
+            outbox.extend(_judged(d, life.restriction.upheld, upheld=False))
+        life = lifecycle.evolve(life, d)
+    life, fresh = lifecycle.note_signals(life, signals)
+    if fresh:
+        at = max(s.ts for s in signals)
+        outbox.extend(_judged_refs(account_id, f"{signals[0].event_id}>upheld", at, fresh, upheld=True))
+    state = replace(state, lifecycle=life) if life is not before else state
+    if any(d.type in ("restricted", "extended", "lifted") for d in decisions):
+        outbox.extend(_status_to_devices(state, account_id, decisions[-1], decisions[-1].at))
+    return Outcome(state, decisions, tuple(outbox))
+
+
+def _judged(d: Decision, refs: tuple[tuple[str, str], ...], *, upheld: bool) -> list[Message]:
+    return _judged_refs(d.account_id, f"{d.decision_id}>overturned", d.at, refs, upheld=upheld)
+
+
+def _judged_refs(account_id: str, msg_prefix: str, at: int, refs: Iterable[tuple[str, str]],
+                 *, upheld: bool) -> list[Message]:
+    by_reporter: dict[str, list[str]] = {}
+    for reporter_id, report_id in refs:
+        by_reporter.setdefault(reporter_id, []).append(report_id)
+    return [
+        ReportsJudged(f"{msg_prefix}>{reporter_id}", at, reporter_id, account_id,
+                      tuple(report_ids), upheld)
+        for reporter_id, report_ids in by_reporter.items()
+    ]
+
+
+def _status(state: AccountState) -> tuple[bool, int, tuple[str, ...], int | None]:
+    r = state.lifecycle.restriction
+    if r is None:
+        return False, 0, (), state.lifecycle.tainted_at
+    return True, r.level, r.scopes, state.lifecycle.tainted_at
+
+
+def _status_to_devices(state: AccountState, account_id: str, d: Decision,
+                       at: int) -> list[Message]:
+    restricted, level, scopes, tainted_at = _status(state)
+    return [
+        AccountOnDevice(f"{d.decision_id}>status>{device_id}", at, device_id, account_id, False,
+                        restricted, level, scopes, tainted_at, d.decision_id)
+        for device_id, _ in state.devices
+    ]
+
+
+def _announce_device(out: Outcome, account_id: str, device_id: str | None, ts: int, event_id: str,
+                     policy: Policy, *, always: bool = False) -> Outcome:
+    """Tell the device stage about a use: every device signal, and other events
+    when the device is new or was last announced at least `extend_step` ago."""
+    if device_id is None:
+        return out
+    state = out.state
+    devices = state.devices
+    last = next((t for d, t in devices if d == device_id), None)
+    if not always and last is not None and ts - last < policy.lifecycle.extend_step_ms:
+        return out
+    kept = tuple((d, t) for d, t in devices if d != device_id) + ((device_id, max(ts, last or ts)),)
+    kept = kept[-policy.state.max_devices_per_account:]
+    state = replace(state, devices=kept)
+    restricted, level, scopes, tainted_at = _status(state)
+    use = AccountOnDevice(f"{event_id}>used", ts, device_id, account_id, True, restricted, level,
+                          scopes, tainted_at, event_id)
+    return replace(out, state=state, outbox=(*out.outbox, use))
+
+
+def _weigh(state: AccountState, report: ReportFiled) -> ReportWeighed:
+    record = state.reporter
+    restricted = state.lifecycle.restriction is not None
+    return ReportWeighed(
+        f"{report.event_id}>weighed", report.ts, report.event_id, report.reporter_id,
+        report.reported_id, report.reason, report.room_id,
+        reporters.weight(record, restricted=restricted, now_ms=report.ts),
+        reporters.credibility(record), tuple(d for d, _ in state.devices),
+    )
+
+
+def _judge(state: AccountState, msg: ReportsJudged, policy: Policy) -> Outcome:
+    record, strikes = reporters.judge(state.reporter, len(msg.report_ids), upheld=msg.upheld,
+                                      ts=msg.ts, policy=policy)
+    state = replace(state, reporter=record)
+    decisions: list[Decision] = []
+    outbox: list[Message] = []
+    for strike in strikes:
+        evidence = {
+            "strike": strike, "overturned_in_horizon": len(record.overturned_at),
+            "credibility": round(reporters.credibility(record), 6),
+            "muted_until": record.muted_until if strike >= policy.reporters.mute_from_strike else None,
+            "reported_id": msg.reported_id, "sample_event_ids": list(msg.report_ids[:5]),
+        }
+        made = lifecycle.decide_strike(state.lifecycle, account_id=msg.account_id, at=msg.ts,
+                                       strike=strike, evidence=evidence, policy=policy)
+        out = _commit(state, msg.account_id, made, (), policy)
+        state = out.state
+        decisions.extend(out.decisions)
+        outbox.extend(out.outbox)
+    return Outcome(state, tuple(decisions), tuple(outbox))
+
+
+def _device_signal(msg: DeviceMatched) -> Signal:
+    evidence = {"device_id": msg.device_id, "other_accounts": list(msg.others[:10]),
+                "sample_event_ids": [msg.event_id]}
+    if msg.evaded:
+        return Signal(msg.trigger, msg.ts, msg.event_id, (), {**evidence, "evaded_by": msg.others[0]},
+                      fires=False)
+    return Signal(msg.trigger, msg.ts, msg.event_id, msg.scopes, evidence)
+
+
+def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
+    """Drop window entries and history that no longer matter at `now_ms`."""
+    windows = {}
+    for name, window in state.windows.items():
+        kept = ACCOUNT_TRIGGERS[name].expire(window, now_ms=now_ms, policy=policy)
+        if kept:
+            windows[name] = kept
+    life = lifecycle.expire(state.lifecycle, now_ms=now_ms, policy=policy)
+    record = reporters.expire(state.reporter, now_ms=now_ms, policy=policy)
+    device_horizon = now_ms - policy.tainted_device.horizon_ms
+    devices = tuple((d, t) for d, t in state.devices if t > device_horizon)
+    return AccountState(life, windows, record, devices)
+
+
+def is_droppable(state: AccountState) -> bool:
+    """Nothing left that any horizon needs: the account can be forgotten.
+
+    An account that ever had a decision is kept: its `seq` must keep growing."""
+    return (not state.windows and not state.devices and state.lifecycle == Lifecycle()
+            and state.reporter == ReporterRecord())

@@ -1,0 +1,157 @@
+"""The sequential, in-memory runner of every keyed stage: `warden replay`'s core.
+
+It owns what a Kafka deployment spreads over partitions: the account and
+device state maps, input de-duplication, the processing clock and the
+queue of internal messages. Feedback an input causes is drained before the
+next input (SPEC "Time and determinism"), so a replay is deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from detectors import account, device
+from detectors.account import AccountState
+from detectors.config import DEFAULT_POLICY, Policy
+from detectors.decisions import Decision
+from detectors.device import DeviceState
+from detectors.events import Event, Rejected
+from detectors.messages import AccountOnDevice, LiftDue, Message
+
+SWEEP_EVERY = 1 << 16
+
+
+@dataclass
+class Deduper:
+    """Ids seen within `horizon_ms` of the clock; the first sighting wins."""
+
+    horizon_ms: int
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def first_sighting(self, msg_id: str, *, now_ms: int) -> bool:
+        first = self.seen.get(msg_id)
+        if first is not None and now_ms - first < self.horizon_ms:
+            return False
+        self.seen[msg_id] = now_ms
+        return True
+
+    def expire(self, *, now_ms: int) -> None:
+        cutoff = now_ms - self.horizon_ms
+        self.seen = {k: t for k, t in self.seen.items() if t > cutoff}
+
+
+@dataclass
+class Result:
+    decisions: list[Decision] = field(default_factory=list)
+    rejected: Rejected | None = None
+    duplicate: bool = False
+
+
+class Engine:
+    """Feed events in log order; get decisions in emission order."""
+
+    def __init__(self, policy: Policy = DEFAULT_POLICY) -> None:
+        self.policy = policy
+        self.accounts: dict[str, AccountState] = {}
+        self.devices: dict[str, DeviceState] = {}
+        self.dedupe = Deduper(policy.state.dedupe_horizon_ms)
+        self.clock: int | None = None
+        self._lifts: list[tuple[int, str]] = []
+        self._queue: deque[Message | Event] = deque()
+        self._handled = 0
+
+    def process(self, event: Event) -> Result:
+        """One accepted input: lifts the clock passes first, then the event and its feedback."""
+        result = Result()
+        if self.clock is None or event.ts > self.clock:
+            result.decisions.extend(self.advance(event.ts))
+        assert self.clock is not None
+        if not self.dedupe.first_sighting(event.event_id, now_ms=self.clock):
+            result.duplicate = True
+            return result
+        self._queue.append(event)
+        result.rejected = self._drain(result.decisions)
+        # A late event may have produced a restriction that is already due.
+        result.decisions.extend(self.advance(self.clock))
+        self._handled += 1
+        if self._handled % SWEEP_EVERY == 0:
+            self.sweep()
+        return result
+
+    def advance(self, until_ms: int) -> list[Decision]:
+        """Move the clock to `until_ms`, firing due lifts in (lift_at, account_id) order."""
+        out: list[Decision] = []
+        while self._lifts and self._lifts[0][0] <= until_ms:
+            lift_at, account_id = heapq.heappop(self._lifts)
+            state = self.accounts.get(account_id)
+            r = state.lifecycle.restriction if state else None
+            if r is None or r.lift_at != lift_at:
+                continue  # stale: the restriction moved or ended since
+            self.clock = max(self.clock or lift_at, lift_at)
+            self._queue.append(LiftDue(f"{account_id}:{state.lifecycle.seq}>lift", lift_at, account_id))  # type: ignore[union-attr]
+            self._drain(out)
+        self.clock = until_ms if self.clock is None else max(self.clock, until_ms)
+        return out
+
+    def _drain(self, out: list[Decision]) -> Rejected | None:
+        rejected = None
+        assert self.clock is not None
+        now = self.clock
+        while self._queue:
+            msg = self._queue.popleft()
+            if isinstance(msg, AccountOnDevice):
+                self._handle_device(msg, now)
+                continue
+            key = msg.account_id
+            before = self.accounts.get(key, account.EMPTY)
+            outcome = account.handle(before, msg, now_ms=now, policy=self.policy)
+            self.accounts[key] = outcome.state
+            if outcome.rejected is not None:
+                rejected = outcome.rejected
+            if outcome.decisions:
+                out.extend(outcome.decisions)
+                r = outcome.state.lifecycle.restriction
+                if r is not None and r.lift_at is not None:
+                    heapq.heappush(self._lifts, (r.lift_at, key))
+            self._queue.extend(outcome.outbox)
+        return rejected
+
+    def _handle_device(self, msg: AccountOnDevice, now: int) -> None:
+        state = self.devices.get(msg.device_id, DeviceState())
+        state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
+        self.devices[msg.device_id] = state
+        self._queue.extend(matches)
+
+    def sweep(self) -> None:
+        """Expire state past every horizon and forget keys with nothing left."""
+        if self.clock is None:
+            return
+        now = self.clock
+        for key, state in list(self.accounts.items()):
+            kept = account.expire(state, now_ms=now, policy=self.policy)
+            if account.is_droppable(kept):
+                del self.accounts[key]
+            else:
+                self.accounts[key] = kept
+        for key, dstate in list(self.devices.items()):
+            dkept = device.expire(dstate, now_ms=now, policy=self.policy)
+            if device.is_empty(dkept):
+                del self.devices[key]
+            else:
+                self.devices[key] = dkept
+        self.dedupe.expire(now_ms=now)
+
+
+def run(events: Iterable[Event], *, policy: Policy = DEFAULT_POLICY,
+        until_ms: int | None = None) -> list[Decision]:
+    """Replay `events` and return every decision (tests and back-testing)."""
+    engine = Engine(policy)
+    out: list[Decision] = []
+    for event in events:
+        out.extend(engine.process(event).decisions)
+    if until_ms is not None:
+        out.extend(engine.advance(until_ms))
+    return out
