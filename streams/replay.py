@@ -1,0 +1,138 @@
+"""`warden replay`: the detectors over a JSONL file, no Kafka (SPEC "Interfaces").
+
+Input lines are `{"topic": ..., "value": {...}}`; output is one decision per
+line in emission order; every invalid line becomes one DLQ object and never
+aborts the run. Only an unreadable input file is an error (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+
+from detectors.config import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from detectors.engine import Engine
+from detectors.events import MAX_MESSAGE_BYTES, Event, Rejected, decode_object
+
+
+@dataclass
+class ReplayStats:
+    lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def parse_line(line: bytes) -> tuple[str | None, Event | Rejected]:
+    """One replay line → (topic, event or rejection)."""
+    if len(line) > MAX_MESSAGE_BYTES + 128:
+        return None, Rejected("too_large", f"line is {len(line)} bytes, max {MAX_MESSAGE_BYTES}")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, Rejected("invalid_json", f"not JSON: {exc}"[:200])
+    if type(obj) is not dict:
+        return None, Rejected("not_object", "a replay line must be an object with topic and value")
+    topic = obj.get("topic")
+    if type(topic) is not str:
+        return None, Rejected("missing_field", "a replay line needs a string 'topic'")
+    if "value" not in obj:
+        return topic, Rejected("missing_field", "a replay line needs a 'value'")
+    return topic, decode_object(topic, obj["value"])
+
+
+def replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO[bytes] | None,
+                 *, until_ms: int | None = None) -> ReplayStats:
+    stats = ReplayStats()
+    started = time.perf_counter()
+    write = out.write
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        stats.lines += 1
+        topic, parsed = parse_line(line)
+        if isinstance(parsed, Rejected):
+            _reject(dlq, stats, number, topic, parsed)
+            continue
+        result = engine.process(parsed)
+        if result.duplicate:
+            stats.duplicates += 1
+            continue
+        stats.accepted += 1
+        if result.rejected is not None:
+            _reject(dlq, stats, number, topic, result.rejected)
+        for decision in result.decisions:
+            stats.decisions[decision.type] += 1
+            write(decision.to_json() + b"\n")
+    if until_ms is not None:
+        for decision in engine.advance(until_ms):
+            stats.decisions[decision.type] += 1
+            write(decision.to_json() + b"\n")
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _reject(dlq: IO[bytes] | None, stats: ReplayStats, number: int, topic: str | None,
+            rejected: Rejected) -> None:
+    stats.rejected[rejected.code] += 1
+    if dlq is not None:
+        dlq.write(orjson.dumps({"line": number, "topic": topic, "error": rejected.code,
+                                "detail": rejected.detail}) + b"\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="JSONL file of {topic, value} lines ('-' = stdin)")
+    parser.add_argument("--policy", help="policy TOML (default: built-in defaults)")
+    parser.add_argument("--until", type=int, metavar="TS",
+                        help="advance the clock to TS (ms) at the end, firing due lifts")
+    parser.add_argument("--out", default="-", help="decisions JSONL (default stdout)")
+    parser.add_argument("--dlq", help="dead-letter JSONL for invalid lines (default: discard, counted)")
+    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+
+
+def load_policy_arg(path: str | None) -> Policy:
+    return DEFAULT_POLICY if path is None else load_policy(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy_arg(args.policy)
+    except PolicyError as exc:
+        print(f"warden replay: {exc}", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        try:
+            source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
+        except OSError as exc:
+            print(f"warden replay: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+            return 2
+        out = sys.stdout.buffer if args.out == "-" else stack.enter_context(open(args.out, "wb"))
+        dlq = stack.enter_context(open(args.dlq, "wb")) if args.dlq else None
+        try:
+            stats = replay_lines(iter(source), Engine(policy), out, dlq, until_ms=args.until)
+        except OSError as exc:
+            print(f"warden replay: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if not args.quiet:
+        print(summary(stats, policy), file=sys.stderr)
+    return 0
+
+
+def summary(stats: ReplayStats, policy: Policy) -> str:
+    rate = stats.lines / stats.seconds if stats.seconds else 0.0
+    decisions = ", ".join(f"{k} {v}" for k, v in sorted(stats.decisions.items())) or "none"
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected.items())) or "none"
+    return (f"replayed {stats.lines} lines in {stats.seconds:.2f}s ({rate:,.0f}/s), policy "
+            f"{policy.version}: accepted {stats.accepted}, duplicates {stats.duplicates}; "
+            f"decisions: {decisions}; rejected: {rejected}")
