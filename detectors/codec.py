@@ -1,0 +1,123 @@
+"""Compact JSON encodings of stage state and internal messages.
+
+State lives in Faust tables (and their changelog topics) and messages on
+internal topics, so both are encoded as positional JSON arrays rather than
+objects: a tracked account's state stays small on the wire and in memory.
+`decode_*(encode_*(x)) == x` for every value (tests/detectors/test_codec.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from detectors.account import AccountState
+from detectors.device import DeviceAccount, DeviceState
+from detectors.messages import (
+    AccountOnDevice,
+    DeviceMatched,
+    LiftDue,
+    Message,
+    ReportFiled,
+    ReportsJudged,
+    ReportWeighed,
+)
+from detectors.policy import Lifecycle, Restriction
+from detectors.reporters import ReporterRecord
+from detectors.triggers.report_flood import CountedReport
+from detectors.windows import Entry
+
+FORMAT = 1
+
+MESSAGE_TAGS: dict[type, str] = {
+    ReportFiled: "filed", ReportWeighed: "weighed", ReportsJudged: "judged",
+    AccountOnDevice: "on_device", DeviceMatched: "matched", LiftDue: "lift_due",
+}
+_BY_TAG = {tag: cls for cls, tag in MESSAGE_TAGS.items()}
+
+
+def encode_message(msg: Message) -> bytes:
+    fields = msg.__dataclass_fields__  # type: ignore[union-attr]
+    return orjson.dumps([MESSAGE_TAGS[type(msg)], *(getattr(msg, f) for f in fields)])
+
+
+def decode_message(raw: bytes) -> Message:
+    tag, *values = orjson.loads(raw)
+    return _BY_TAG[tag](*(_tuples(v) for v in values))  # type: ignore[no-any-return]
+
+
+def _tuples(value: Any) -> Any:
+    if type(value) is list:
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+# --- account state ------------------------------------------------------------
+
+def encode_account(state: AccountState) -> bytes:
+    life = state.lifecycle
+    r = life.restriction
+    restriction = None if r is None else [
+        r.started_at, r.level, r.scopes, r.triggers, r.lift_at, r.last_signal_at, r.appeal, r.upheld,
+    ]
+    rec = state.reporter
+    return orjson.dumps([
+        FORMAT,
+        [life.seq, restriction, life.past_starts, life.tainted_at],
+        state.windows,
+        [rec.upheld, rec.overturned, rec.overturned_at, rec.strike, rec.muted_until],
+        state.devices,
+    ], default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """Window entries are NamedTuples, which orjson leaves to us."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def decode_account(raw: bytes) -> AccountState:
+    version, life, windows, rec, devices = orjson.loads(raw)
+    if version != FORMAT:
+        raise ValueError(f"account state format {version} is not {FORMAT}")
+    seq, r, past, tainted = life
+    restriction = None if r is None else Restriction(
+        r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6], tuple(tuple(x) for x in r[7]))
+    return AccountState(
+        Lifecycle(seq, restriction, tuple(past), tainted),
+        {name: _WINDOW_DECODERS[name](value) for name, value in windows.items()},
+        ReporterRecord(rec[0], rec[1], tuple(rec[2]), rec[3], rec[4]),
+        tuple((d, t) for d, t in devices),
+    )
+
+
+def _entries(value: list[list[Any]]) -> tuple[Entry, ...]:
+    return tuple(Entry(*e) for e in value)
+
+
+def _reports(value: list[list[Any]]) -> tuple[CountedReport, ...]:
+    return tuple(CountedReport(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6])) for r in value)
+
+
+_WINDOW_DECODERS = {
+    "friend_add_burst": _entries,
+    "room_creation_burst": lambda v: (_entries(v[0]), _entries(v[1])),
+    "report_flood": _reports,
+}
+
+
+# --- device state -------------------------------------------------------------
+
+def encode_device(state: DeviceState) -> bytes:
+    return orjson.dumps([
+        [a.account_id, a.last_used_at, a.restricted, a.level, a.scopes, a.tainted_at]
+        for a in state.accounts
+    ])
+
+
+def decode_device(raw: bytes) -> DeviceState:
+    return DeviceState(tuple(
+        DeviceAccount(a[0], a[1], a[2], a[3], tuple(a[4]), a[5]) for a in orjson.loads(raw)
+    ))
