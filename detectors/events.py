@@ -268,6 +268,7 @@ DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "moderation-commands": _moderation_commanded,
 }
 TOPICS = tuple(DECODERS)
+INPUT_TOPICS_SET = frozenset(TOPICS)
 
 
 def decode(topic: str, raw: bytes | str) -> Event | Rejected:

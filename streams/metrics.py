@@ -1,0 +1,55 @@
+"""Every Warden metric, declared once against an injected registry (SPEC "Metrics").
+
+Tests build `Metrics(CollectorRegistry())`; the worker uses one registry for
+these and Faust's own Prometheus sensors, served together on `/metrics`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detectors.decisions import Decision
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter("warden_events_total", "Input events consumed", ["topic"],
+                              registry=registry)
+        self.invalid = Counter("warden_invalid_events_total",
+                               "Inputs sent to dead-letters, by topic and error code",
+                               ["topic", "error"], registry=registry)
+        self.duplicates = Counter("warden_duplicate_events_total",
+                                  "Inputs ignored as repeated event_id/command_id", ["topic"],
+                                  registry=registry)
+        self.decisions = Counter("warden_decisions_total",
+                                 "Decisions appended, by type and trigger ('none' if no trigger)",
+                                 ["type", "trigger"], registry=registry)
+        self.active = Gauge("warden_active_restrictions",
+                            "Accounts currently restricted (from the read model)", registry=registry)
+        self.latency = Histogram("warden_event_to_decision_seconds",
+                                 "Produce time of the input to its decision being appended",
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.projection_lag = Gauge("warden_projection_lag_seconds",
+                                    "Age of the newest decision applied to Redis when applied",
+                                    registry=registry)
+        self.projection_applied = Counter("warden_projection_applied_total",
+                                          "Decisions applied to the read model, by result",
+                                          ["result"], registry=registry)
+        self.projection_errors = Counter("warden_projection_errors_total",
+                                         "Failed attempts to write the read model", registry=registry)
+        self.redis_up = Gauge("warden_redis_up", "1 when the last Redis call succeeded",
+                              registry=registry)
+        self.lifts_fired = Counter("warden_lifts_fired_total", "Automatic lifts by clock",
+                                   registry=registry)
+        self.clock_ms = Gauge("warden_processing_clock_ms", "Event-time clock per partition",
+                              ["partition"], registry=registry)
+        self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
+                                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+                                    registry=registry)
+
+    def decided(self, decision: Decision) -> None:
+        for trigger in decision.triggers or ("none",):
+            self.decisions.labels(decision.type, trigger).inc()

@@ -1,0 +1,305 @@
+"""Batch runners for the keyed stages, free of Faust so they test without Kafka.
+
+An agent hands a runner a batch of consumed `Record`s; the runner decodes,
+de-duplicates, keeps the per-partition event-time clock, fires due lifts,
+calls the pure core (detectors/account.py, detectors/device.py) and returns a
+`Batch`: messages to produce and state to write. The agent produces first,
+waits for delivery, then writes state and acks — so a crash can repeat a
+(byte-identical) decision but never lose one (README "Reliability").
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from detectors import account, codec, device
+from detectors.account import AccountState
+from detectors.config import Policy
+from detectors.decisions import Decision
+from detectors.device import DeviceState
+from detectors.events import INPUT_TOPICS_SET, Rejected, decode, key_of
+from detectors.messages import AccountOnDevice, LiftDue, Message
+from streams import topics
+from streams.deadletters import dead_letter
+from streams.metrics import Metrics
+
+TICK = b"tick"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Batch:
+    outputs: list[Output] = field(default_factory=list)
+    # (table name, key) -> (partition, value or None to delete); last write wins
+    writes: dict[tuple[str, bytes], tuple[int, bytes | None]] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as Java and aiokafka)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def encode_tick(ts: int) -> bytes:
+    return orjson.dumps(["tick", ts])
+
+
+class AccountStage:
+    """The account-keyed stage: inputs, reports, feedback, commands, lifts."""
+
+    def __init__(self, *, policy: Policy, app_id: str, partitions: int,
+                 accounts: MutableMapping[bytes, bytes], seen: MutableMapping[bytes, bytes],
+                 clocks: MutableMapping[bytes, bytes], metrics: Metrics,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self.policy = policy
+        self.partitions = partitions
+        self.accounts, self.seen, self.clocks = accounts, seen, clocks
+        self.metrics = metrics
+        self.wall_ms = wall_ms
+        self.account_inbox = topics.account_inbox(app_id)
+        self.device_inbox = topics.device_inbox(app_id)
+        self._lifts: dict[int, list[tuple[int, str]]] = {}
+        self.last_event_wall: dict[int, int] = {}
+
+    # --- per batch --------------------------------------------------------------
+    def process(self, records: Iterable[Record]) -> Batch:
+        work = _Work(self)
+        for record in records:
+            work.record(record)
+        work.finish()
+        return work.batch
+
+    # --- clock and lifts ----------------------------------------------------------
+    def clock(self, partition: int) -> int | None:
+        raw = self.clocks.get(b"p%d" % partition)
+        return None if raw is None else int(raw)
+
+    def lifts(self, partition: int) -> list[tuple[int, str]]:
+        """Due-lift heap of a partition, rebuilt from the state table on first use."""
+        heap = self._lifts.get(partition)
+        if heap is None:
+            heap = []
+            for key, raw in list(self.accounts.items()):
+                if partition_of(key, self.partitions) != partition:
+                    continue
+                r = codec.decode_account(raw).lifecycle.restriction
+                if r is not None and r.lift_at is not None:
+                    heap.append((r.lift_at, key.decode()))
+            heapq.heapify(heap)
+            self._lifts[partition] = heap
+        return heap
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """On revocation/assignment: rebuild lift heaps from the (recovered) table."""
+        for partition in partitions:
+            self._lifts.pop(partition, None)
+
+    def idle_ticks(self, assigned: Iterable[int], *, grace_ms: int) -> list[Output]:
+        """Advance idle partitions' clocks from the wall clock, so lifts still fire."""
+        now = self.wall_ms()
+        out = []
+        for partition in assigned:
+            clock = self.clock(partition)
+            last_wall = self.last_event_wall.get(partition)
+            if clock is None or last_wall is None or now - last_wall < grace_ms:
+                continue
+            target = clock + (now - last_wall) - grace_ms
+            heap = self.lifts(partition)
+            if heap and heap[0][0] <= target:
+                out.append(Output(self.account_inbox, None, encode_tick(target), partition))
+        return out
+
+
+class _Work:
+    """One batch in progress: decoded state cached per key, written once at the end."""
+
+    def __init__(self, stage: AccountStage) -> None:
+        self.stage = stage
+        self.batch = Batch()
+        self.states: dict[bytes, AccountState] = {}
+        self.dirty: dict[bytes, int] = {}
+        self.seen_now: dict[bytes, int] = {}
+        self.clocks: dict[int, int] = {}
+
+    def record(self, rec: Record) -> None:
+        stage, metrics = self.stage, self.stage.metrics
+        if rec.topic in INPUT_TOPICS_SET:
+            metrics.events.labels(rec.topic).inc()
+            event = decode(rec.topic, rec.value or b"")
+            if not isinstance(event, Rejected):
+                key = key_of(event)
+                if rec.key is None or rec.key != key.encode():
+                    event = Rejected("key_mismatch", f"message key must be the account id {key!r}"[:200])
+            if isinstance(event, Rejected):
+                self.reject(rec, event)
+                return
+            self.advance(rec.partition, event.ts)
+            stage.last_event_wall[rec.partition] = stage.wall_ms()
+            if not self.first_sighting(event.event_id, rec.partition):
+                metrics.duplicates.labels(rec.topic).inc()
+                return
+            self.handle(rec, key_of(event), event)
+            return
+        if rec.value is not None and rec.value.startswith(b'["tick"'):
+            self.advance(rec.partition, orjson.loads(rec.value)[1])
+            return
+        msg = codec.decode_message(rec.value or b"")
+        if not isinstance(msg, LiftDue) and not self.first_sighting(msg.msg_id, rec.partition):
+            return
+        self.handle(rec, msg.account_id, msg)
+
+    def handle(self, rec: Record | None, account_id: str, msg: object) -> None:
+        stage = self.stage
+        key = account_id.encode()
+        partition = rec.partition if rec is not None else partition_of(key, stage.partitions)
+        state = self.state(key)
+        now = self.clock(partition)
+        outcome = account.handle(state, msg, now_ms=now, policy=stage.policy)
+        if outcome.state is not state:
+            self.states[key] = outcome.state
+            self.dirty[key] = partition
+        if outcome.rejected is not None and rec is not None:
+            self.reject(rec, outcome.rejected)
+        for decision in outcome.decisions:
+            self.emit(decision, rec)
+        if outcome.decisions:
+            r = outcome.state.lifecycle.restriction
+            if r is not None and r.lift_at is not None:
+                heapq.heappush(stage.lifts(partition), (r.lift_at, account_id))
+        for out in outcome.outbox:
+            self.send(out)
+
+    def emit(self, decision: Decision, rec: Record | None) -> None:
+        metrics = self.stage.metrics
+        self.batch.decisions.append(decision)
+        self.batch.outputs.append(Output(topics.DECISIONS, decision.account_id.encode(),
+                                         decision.to_json()))
+        metrics.decided(decision)
+        if rec is not None and rec.timestamp_ms and rec.topic in INPUT_TOPICS_SET:
+            metrics.latency.observe(max(0, self.stage.wall_ms() - rec.timestamp_ms) / 1000)
+
+    def send(self, msg: Message) -> None:
+        if isinstance(msg, AccountOnDevice):
+            topic, key = self.stage.device_inbox, msg.device_id
+        else:
+            topic, key = self.stage.account_inbox, msg.account_id
+        self.batch.outputs.append(Output(topic, key.encode(), codec.encode_message(msg)))
+
+    def reject(self, rec: Record, rejected: Rejected) -> None:
+        self.stage.metrics.invalid.labels(rec.topic, rejected.code).inc()
+        value = dead_letter(rec.topic, rec.partition, rec.offset, rec.key, rec.value, rejected,
+                            rejected_at=self.stage.wall_ms())
+        self.batch.outputs.append(Output(topics.DEAD_LETTERS, rec.key, value))
+
+    # --- state, dedupe, clock ---------------------------------------------------------
+    def state(self, key: bytes) -> AccountState:
+        state = self.states.get(key)
+        if state is None:
+            raw = self.stage.accounts.get(key)
+            state = account.EMPTY if raw is None else codec.decode_account(raw)
+            self.states[key] = state
+        return state
+
+    def first_sighting(self, msg_id: str, partition: int) -> bool:
+        key = msg_id.encode()
+        now = self.clock(partition)
+        first = self.seen_now.get(key)
+        if first is None:
+            raw = self.stage.seen.get(key)
+            first = None if raw is None else int(raw)
+        if first is not None and now - first < self.stage.policy.state.dedupe_horizon_ms:
+            return False
+        self.seen_now[key] = now
+        self.batch.writes[("seen", key)] = (partition, b"%d" % now)
+        return True
+
+    def clock(self, partition: int) -> int:
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.stage.clock(partition) or 0
+            self.clocks[partition] = clock
+        return clock
+
+    def advance(self, partition: int, ts: int) -> None:
+        """Lifts the clock passes fire first, in (lift_at, account_id) order."""
+        if ts <= self.clock(partition):
+            return
+        heap = self.stage.lifts(partition)
+        while heap and heap[0][0] <= ts:
+            lift_at, account_id = heapq.heappop(heap)
+            r = self.state(account_id.encode()).lifecycle.restriction
+            if r is None or r.lift_at != lift_at:
+                continue
+            self.clocks[partition] = max(self.clocks[partition], lift_at)
+            self.stage.metrics.lifts_fired.inc()
+            self.handle(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
+        self.clocks[partition] = ts
+
+    def finish(self) -> None:
+        stage = self.stage
+        for key, partition in self.dirty.items():
+            state = self.states[key]
+            value = None if account.is_droppable(state) else codec.encode_account(state)
+            self.batch.writes[("accounts", key)] = (partition, value)
+        for partition, clock in self.clocks.items():
+            if clock and clock != (stage.clock(partition) or 0):
+                self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)
+                stage.metrics.clock_ms.labels(str(partition)).set(clock)
+
+
+class DeviceStage:
+    """The device-keyed stage: accounts on a device, and the device triggers."""
+
+    def __init__(self, *, policy: Policy, app_id: str,
+                 devices: MutableMapping[bytes, bytes]) -> None:
+        self.policy = policy
+        self.devices = devices
+        self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
+        self.account_inbox = topics.account_inbox(app_id)
+
+    def process(self, records: Iterable[Record]) -> Batch:
+        batch = Batch()
+        states: dict[bytes, tuple[int, DeviceState]] = {}
+        for rec in records:
+            msg = codec.decode_message(rec.value or b"")
+            assert isinstance(msg, AccountOnDevice), type(msg)
+            key = msg.device_id.encode()
+            if key in states:
+                state = states[key][1]
+            else:
+                raw = self.devices.get(key)
+                state = DeviceState() if raw is None else codec.decode_device(raw)
+            now = max(self.clocks.get(rec.partition, 0), msg.ts)
+            self.clocks[rec.partition] = now
+            state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
+            states[key] = (rec.partition, state)
+            for match in matches:
+                batch.outputs.append(Output(self.account_inbox, match.account_id.encode(),
+                                            codec.encode_message(match)))
+        for key, (partition, state) in states.items():
+            value = None if device.is_empty(state) else codec.encode_device(state)
+            batch.writes[("devices", key)] = (partition, value)
+        return batch
