@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("streams.replay", "run the detectors over a JSONL file, no Kafka"),
     "simulate": ("streams.simulate", "generate labelled synthetic traffic"),
+    "worker": ("streams.worker", "run the stream processor (Kafka + Redis)"),
 }
 
 

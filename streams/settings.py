@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from streams.topics import TopicNames
+
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable."""
@@ -59,6 +61,7 @@ class Settings:
     redis_password: str | None = field(default=None, repr=False)
     redis_prefix: str = "warden"
     app_id: str = "warden"
+    topic_prefix: str = ""
     partitions: int = 4
     web_port: int = 6066
     web_host: str = "127.0.0.1"
@@ -98,6 +101,7 @@ class Settings:
             "redis_password": env.get("WARDEN_REDIS_PASSWORD") or None,
             "redis_prefix": env.get("WARDEN_REDIS_PREFIX", cls.redis_prefix),
             "app_id": env.get("WARDEN_APP_ID", cls.app_id),
+            "topic_prefix": env.get("WARDEN_TOPIC_PREFIX", cls.topic_prefix),
             "partitions": _int(env, "WARDEN_PARTITIONS", cls.partitions, minimum=1),
             "web_port": _int(env, "WARDEN_WEB_PORT", cls.web_port, minimum=0),
             "web_host": env.get("WARDEN_WEB_HOST", cls.web_host),
@@ -116,6 +120,10 @@ class Settings:
         return cls(**values)
 
     # --- derived -----------------------------------------------------------
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix, self.app_id)
+
     @property
     def broker_url(self) -> str:
         return ";".join(f"kafka://{host.strip()}" for host in self.kafka_bootstrap.split(","))

@@ -25,9 +25,9 @@ from detectors.decisions import Decision
 from detectors.device import DeviceState
 from detectors.events import INPUT_TOPICS_SET, Rejected, decode, key_of
 from detectors.messages import AccountOnDevice, LiftDue, Message
-from streams import topics
 from streams.deadletters import dead_letter
 from streams.metrics import Metrics
+from streams.topics import TopicNames
 
 TICK = b"tick"
 
@@ -70,7 +70,7 @@ def encode_tick(ts: int) -> bytes:
 class AccountStage:
     """The account-keyed stage: inputs, reports, feedback, commands, lifts."""
 
-    def __init__(self, *, policy: Policy, app_id: str, partitions: int,
+    def __init__(self, *, policy: Policy, names: TopicNames, partitions: int,
                  accounts: MutableMapping[bytes, bytes], seen: MutableMapping[bytes, bytes],
                  clocks: MutableMapping[bytes, bytes], metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
@@ -79,8 +79,9 @@ class AccountStage:
         self.accounts, self.seen, self.clocks = accounts, seen, clocks
         self.metrics = metrics
         self.wall_ms = wall_ms
-        self.account_inbox = topics.account_inbox(app_id)
-        self.device_inbox = topics.device_inbox(app_id)
+        self.names = names
+        self.account_inbox = names.account_inbox
+        self.device_inbox = names.device_inbox
         self._lifts: dict[int, list[tuple[int, str]]] = {}
         self.last_event_wall: dict[int, int] = {}
 
@@ -146,9 +147,10 @@ class _Work:
 
     def record(self, rec: Record) -> None:
         stage, metrics = self.stage, self.stage.metrics
-        if rec.topic in INPUT_TOPICS_SET:
-            metrics.events.labels(rec.topic).inc()
-            event = decode(rec.topic, rec.value or b"")
+        topic = stage.names.canonical(rec.topic)
+        if topic in INPUT_TOPICS_SET:
+            metrics.events.labels(topic).inc()
+            event = decode(topic, rec.value or b"")
             if not isinstance(event, Rejected):
                 key = key_of(event)
                 if rec.key is None or rec.key != key.encode():
@@ -159,7 +161,7 @@ class _Work:
             self.advance(rec.partition, event.ts)
             stage.last_event_wall[rec.partition] = stage.wall_ms()
             if not self.first_sighting(event.event_id, rec.partition):
-                metrics.duplicates.labels(rec.topic).inc()
+                metrics.duplicates.labels(topic).inc()
                 return
             self.handle(rec, key_of(event), event)
             return
@@ -195,10 +197,10 @@ class _Work:
     def emit(self, decision: Decision, rec: Record | None) -> None:
         metrics = self.stage.metrics
         self.batch.decisions.append(decision)
-        self.batch.outputs.append(Output(topics.DECISIONS, decision.account_id.encode(),
+        self.batch.outputs.append(Output(self.stage.names.decisions, decision.account_id.encode(),
                                          decision.to_json()))
         metrics.decided(decision)
-        if rec is not None and rec.timestamp_ms and rec.topic in INPUT_TOPICS_SET:
+        if rec is not None and rec.timestamp_ms and rec.topic != self.stage.account_inbox:
             metrics.latency.observe(max(0, self.stage.wall_ms() - rec.timestamp_ms) / 1000)
 
     def send(self, msg: Message) -> None:
@@ -209,10 +211,10 @@ class _Work:
         self.batch.outputs.append(Output(topic, key.encode(), codec.encode_message(msg)))
 
     def reject(self, rec: Record, rejected: Rejected) -> None:
-        self.stage.metrics.invalid.labels(rec.topic, rejected.code).inc()
+        self.stage.metrics.invalid.labels(self.stage.names.canonical(rec.topic), rejected.code).inc()
         value = dead_letter(rec.topic, rec.partition, rec.offset, rec.key, rec.value, rejected,
                             rejected_at=self.stage.wall_ms())
-        self.batch.outputs.append(Output(topics.DEAD_LETTERS, rec.key, value))
+        self.batch.outputs.append(Output(self.stage.names.dead_letters, rec.key, value))
 
     # --- state, dedupe, clock ---------------------------------------------------------
     def state(self, key: bytes) -> AccountState:
@@ -273,12 +275,12 @@ class _Work:
 class DeviceStage:
     """The device-keyed stage: accounts on a device, and the device triggers."""
 
-    def __init__(self, *, policy: Policy, app_id: str,
+    def __init__(self, *, policy: Policy, names: TopicNames,
                  devices: MutableMapping[bytes, bytes]) -> None:
         self.policy = policy
         self.devices = devices
         self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
-        self.account_inbox = topics.account_inbox(app_id)
+        self.account_inbox = names.account_inbox
 
     def process(self, records: Iterable[Record]) -> Batch:
         batch = Batch()

@@ -1,6 +1,13 @@
-"""Topic names (SPEC "Topics"); internal topics carry the app id as prefix."""
+"""Topic names (SPEC "Topics").
+
+The spec's names are the defaults; `WARDEN_TOPIC_PREFIX` prefixes every one
+(several Warden deployments or test runs on one cluster), and internal topics
+also carry the app id.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from detectors.events import TOPICS as INPUT_TOPICS
 
@@ -8,24 +15,45 @@ DECISIONS = "account-decisions"
 DEAD_LETTERS = "dead-letters"
 
 
-def account_inbox(app_id: str) -> str:
-    """Messages for the account stage from other keys (reports, feedback, device matches, ticks)."""
-    return f"{app_id}-account-inbox"
+@dataclass(frozen=True)
+class TopicNames:
+    prefix: str = ""
+    app_id: str = "warden"
 
+    def input(self, canonical: str) -> str:
+        return f"{self.prefix}{canonical}"
 
-def device_inbox(app_id: str) -> str:
-    """Device uses and account status changes, keyed by device id."""
-    return f"{app_id}-device-inbox"
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.input(t) for t in INPUT_TOPICS)
 
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}{DECISIONS}"
 
-def account_sources(app_id: str) -> tuple[str, ...]:
-    """Everything the account stage consumes: co-partitioned, one partition count."""
-    return (*INPUT_TOPICS, account_inbox(app_id))
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}{DEAD_LETTERS}"
 
+    @property
+    def account_inbox(self) -> str:
+        """Messages for the account stage from other keys (reports, feedback, matches, ticks)."""
+        return f"{self.prefix}{self.app_id}-account-inbox"
 
-def all_topics(app_id: str) -> tuple[str, ...]:
-    return (*account_sources(app_id), device_inbox(app_id), DECISIONS, DEAD_LETTERS)
+    @property
+    def device_inbox(self) -> str:
+        """Device uses and account status changes, keyed by device id."""
+        return f"{self.prefix}{self.app_id}-device-inbox"
 
+    @property
+    def account_sources(self) -> tuple[str, ...]:
+        """Everything the account stage consumes: co-partitioned, one partition count."""
+        return (*self.inputs, self.account_inbox)
 
-__all__ = ["DEAD_LETTERS", "DECISIONS", "INPUT_TOPICS", "account_inbox", "account_sources",
-           "all_topics", "device_inbox"]
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.account_sources, self.device_inbox, self.decisions, self.dead_letters)
+
+    def canonical(self, topic: str) -> str:
+        """The spec's name of an input topic (what the decoder dispatches on)."""
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic

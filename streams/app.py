@@ -1,0 +1,201 @@
+"""The one composition root: a Faust app with Warden's topics, tables and agents.
+
+Data flows one way (STYLE "Where code lives"): input topics and the account
+inbox → account stage → `account-decisions` (+ inbox messages for other keys);
+the device inbox → device stage → account inbox; `account-decisions` → Redis.
+Agents are thin: they turn Faust events into `Record`s, hand batches to the
+runners in streams/stages.py, produce, wait for delivery, then write state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import CollectorRegistry
+
+from detectors.config import Policy, load_policy
+from streams.metrics import Metrics
+from streams.projector import Projector
+from streams.settings import Settings
+from streams.stages import AccountStage, Batch, DeviceStage, Output, Record
+
+log = logging.getLogger("warden")
+
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.05
+
+
+class Warden:
+    """Everything a worker runs, built from `Settings` (no I/O until started)."""
+
+    def __init__(self, settings: Settings, *, policy: Policy | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or load_policy(settings.policy_path)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        s = settings
+        self.app = faust.App(
+            s.app_id,
+            broker=s.broker_url,
+            broker_credentials=s.faust_credentials(),
+            store="memory://",
+            topic_partitions=s.partitions,
+            topic_replication_factor=1,
+            key_serializer="raw",
+            value_serializer="raw",
+            autodiscover=False,
+            datadir=s.data_dir,
+            web_enabled=True,
+            web_host=s.web_host,
+            web_port=s.web_port,
+            web_bind=s.web_host,
+            web_tables_enabled=False,   # would expose raw state
+            web_router_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            stream_publish_on_commit=False,
+            broker_commit_every=1000,
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            logging_config=None,
+        )
+        setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
+        self._declare_topics()
+        self._declare_tables()
+        self.account_stage = AccountStage(
+            policy=self.policy, names=s.topics, partitions=s.partitions,
+            accounts=self.accounts.data, seen=self.seen.data, clocks=self.clocks.data,
+            metrics=self.metrics)
+        self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
+                                        devices=self.devices.data)
+        self.projector = Projector(settings, self.metrics)
+        self._tables = {"accounts": self.accounts, "seen": self.seen, "clocks": self.clocks,
+                        "devices": self.devices}
+        self._declare_agents()
+        self._declare_lifecycle()
+        from streams import web  # routes need the built app
+
+        web.register(self)
+
+    # --- topology -------------------------------------------------------------------
+    def _declare_topics(self) -> None:
+        app, n, names = self.app, self.settings.partitions, self.settings.topics
+        self.account_source = app.topic(*names.account_sources, partitions=n, key_type=bytes,
+                                        value_type=bytes)
+        self.device_source = app.topic(names.device_inbox, partitions=n, key_type=bytes,
+                                       value_type=bytes)
+        self.decision_source = app.topic(names.decisions, partitions=n, key_type=bytes,
+                                         value_type=bytes)
+
+    def _declare_tables(self) -> None:
+        def table(name: str) -> Any:
+            return self.app.Table(name, default=None, partitions=self.settings.partitions,
+                                  key_type=bytes, value_type=bytes)
+
+        self.accounts = table("accounts")
+        self.seen = table("seen")
+        self.clocks = table("clocks")
+        self.devices = table("devices")
+
+    def _declare_agents(self) -> None:
+        app = self.app
+
+        @app.agent(self.account_source, name="account-stage")
+        async def account_stage(stream: Any) -> None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                records = _records(events)
+                self.metrics.batch_size.observe(len(records))
+                await self.commit(self.account_stage.process(records))
+
+        @app.agent(self.device_source, name="device-stage")
+        async def device_stage(stream: Any) -> None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                await self.commit(self.device_stage.process(_records(events)))
+
+        @app.agent(self.decision_source, name="projector")
+        async def projector(stream: Any) -> None:
+            async for events in stream.take_events(self.settings.projection_batch,
+                                                   within=BATCH_WITHIN_S):
+                await self.projector.apply([(e.message.value, e.message.timestamp)
+                                            for e in events])
+
+        self.agents = (account_stage, device_stage, projector)
+
+    def _declare_lifecycle(self) -> None:
+        app = self.app
+
+        @app.timer(interval=self.settings.tick_interval_s, on_leader=False)
+        async def idle_clock() -> None:
+            """Idle partitions advance their clock from the wall clock (SPEC "Time")."""
+            if not self.settings.idle_advance or not self.recovered:
+                return
+            ticks = self.account_stage.idle_ticks(self._assigned_account_partitions(),
+                                                  grace_ms=self.settings.idle_grace_ms)
+            await self.produce(ticks)
+
+        @app.timer(interval=5.0, on_leader=True)
+        async def active_gauge() -> None:
+            await self.projector.refresh_active_gauge()
+
+        @app.task
+        async def on_start() -> None:
+            await self.projector.start()
+
+        @app.on_partitions_revoked.connect  # type: ignore[misc]
+        async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+            self.account_stage.forget_partitions(range(self.settings.partitions))
+
+        @app.on_partitions_assigned.connect  # type: ignore[misc]
+        async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+            self.account_stage.forget_partitions(range(self.settings.partitions))
+
+    @property
+    def recovered(self) -> bool:
+        """Tables recovered from their changelogs and no rebalance under way."""
+        app = self.app
+        return (not app.rebalancing and not app.in_recovery
+                and app.tables.recovery.completed.is_set())
+
+    def _assigned_account_partitions(self) -> list[int]:
+        inbox = self.settings.topics.account_inbox
+        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == inbox)
+
+    # --- effects ------------------------------------------------------------------------
+    async def produce(self, outputs: Sequence[Output]) -> None:
+        """Send and wait until the broker has every message (acks=all)."""
+        if not outputs:
+            return
+        producer = self.app.producer
+        futures = [await producer.send(o.topic, o.key, o.value, o.partition, None, None)
+                   for o in outputs]
+        await asyncio.gather(*futures)
+
+    async def commit(self, batch: Batch) -> None:
+        """Outputs first, then state: a crash in between repeats identical outputs."""
+        await self.produce(batch.outputs)
+        for (name, key), (partition, value) in batch.writes.items():
+            table = self._tables[name]
+            if value is None:
+                if key in table.data:
+                    del table.data[key]
+                    table.send_changelog(partition, key, None, value_serializer="raw")
+            else:
+                table.data[key] = value
+                table.send_changelog(partition, key, value)
+
+
+def _records(events: Sequence[Any]) -> list[Record]:
+    out = []
+    for event in events:
+        m = event.message
+        ts = int(m.timestamp * 1000) if m.timestamp else None
+        out.append(Record(m.topic, m.partition, m.offset, m.key, m.value, ts))
+    return out

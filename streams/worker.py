@@ -1,0 +1,51 @@
+"""`warden worker`: run the stream processor (checks topics first, then starts Faust)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from streams.settings import Settings, SettingsError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--partitions", type=int, help="override WARDEN_PARTITIONS")
+    parser.add_argument("--web-port", type=int, help="override WARDEN_WEB_PORT")
+    parser.add_argument("--loglevel", default=None, help="override WARDEN_LOG_LEVEL (info)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "partitions", None):
+        overrides["partitions"] = args.partitions
+    if getattr(args, "web_port", None) is not None:
+        overrides["web_port"] = args.web_port
+    if getattr(args, "loglevel", None):
+        overrides["log_level"] = args.loglevel
+    return Settings.from_env(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust import Worker
+
+    from detectors.config import PolicyError
+    from streams.app import Warden
+    from streams.preflight import TopologyError, ensure_topics
+
+    try:
+        settings = settings_from_args(args)
+        asyncio.run(ensure_topics(settings))
+        warden = Warden(settings)
+    except (SettingsError, PolicyError, TopologyError) as exc:
+        print(f"warden worker: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncio.TimeoutError) as exc:
+        print(f"warden worker: cannot reach Kafka at {Settings.from_env().kafka_bootstrap}: {exc!r}",
+              file=sys.stderr)
+        return 2
+    logging.getLogger("warden").info("settings: %s", settings.redacted())
+    worker = Worker(warden.app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
