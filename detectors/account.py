@@ -104,8 +104,10 @@ def _run_triggers(state: AccountState, event: Any, *, now_ms: int,
         after, fired = trigger.step(before, event, now_ms=now_ms, policy=policy)
         signals.extend(fired)
         if after is not before:
-            windows = {**windows, trigger.name: after} if after else \
-                {k: v for k, v in windows.items() if k != trigger.name}
+            if after == trigger.initial:
+                windows = {k: v for k, v in windows.items() if k != trigger.name}
+            else:
+                windows = {**windows, trigger.name: after}
     if windows is not state.windows:
         state = replace(state, windows=windows)
     return state, tuple(signals)
@@ -238,8 +240,9 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     """Drop window entries and history that no longer matter at `now_ms`."""
     windows = {}
     for name, window in state.windows.items():
-        kept = ACCOUNT_TRIGGERS[name].expire(window, now_ms=now_ms, policy=policy)
-        if kept:
+        trigger = ACCOUNT_TRIGGERS[name]
+        kept = trigger.expire(window, now_ms=now_ms, policy=policy)
+        if kept != trigger.initial:
             windows[name] = kept
     life = lifecycle.expire(state.lifecycle, now_ms=now_ms, policy=policy)
     record = reporters.expire(state.reporter, now_ms=now_ms, policy=policy)
