@@ -26,7 +26,7 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def account_tag(account_id: str) -> str:
-    """The Cluster hash tag of an account: the id, or its escaped form when braces would break it."""
+    """An account's Cluster hash tag: the id, or its escaped form when a brace would break it."""
     if "}" in account_id or account_id.startswith("~") or not account_id:
         return "~" + account_id.encode("utf-8").hex()
     return account_id

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -172,12 +172,11 @@ class RedisView:
         newest = order == "newest"
         ranked, other = ((self.keys.active_since, self.keys.active) if newest
                          else (self.keys.active, self.keys.active_since))
-        rows = await self.redis.zrange(ranked, offset, offset + limit - 1, desc=newest,
-                                       withscores=True)
+        rows = cast("list[tuple[Any, float]]", await self.redis.zrange(
+            ranked, offset, offset + limit - 1, desc=newest, withscores=True))
         if not rows:
             return []
-        members = [m for m, _ in rows]
-        others = await self.redis.zmscore(other, members)
+        others: list[float | None] = await self.redis.zmscore(other, [m for m, _ in rows])
         out = []
         for (member, score), other_score in zip(rows, others, strict=True):
             lift, since = (other_score, score) if newest else (score, other_score)

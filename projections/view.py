@@ -152,19 +152,19 @@ def fold(prev: AccountStatus | None, d: Decision) -> AccountStatus:
     trigger_mode, appeal_op = transition(d["type"])
     scopes = sorted_unique(d["scopes"])
     new_triggers = sorted_unique(d.get("triggers") or ())
-    was = prev is not None and prev.restricted
+    carried = prev if prev is not None and prev.restricted else None  # same restriction
     triggers: tuple[str, ...] = ()
     pending = False
     since = None
     if scopes:
-        if not was:
+        if carried is None:
             triggers, since = new_triggers, d["at"]
         else:
-            assert prev is not None
-            since = prev.since_ms
-            merged = sorted_unique((*prev.triggers, *new_triggers))
-            triggers = merged if trigger_mode == "merge" else prev.triggers
-        pending = appeal_op == "set" or (appeal_op == "keep" and was and prev.appeal_pending)
+            since = carried.since_ms
+            merged = sorted_unique((*carried.triggers, *new_triggers))
+            triggers = merged if trigger_mode == "merge" else carried.triggers
+        kept = carried is not None and carried.appeal_pending
+        pending = appeal_op == "set" or (appeal_op == "keep" and kept)
     return AccountStatus(
         account_id=d["account_id"], status="restricted" if scopes else "clear", scopes=scopes,
         level=d.get("level"), lift_at_ms=d.get("lift_at"), triggers=triggers, seq=d["seq"],
