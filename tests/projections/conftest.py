@@ -1,49 +1,19 @@
 """Fixtures for the projection tests: views of both kinds, a decision log builder.
 
-`redis_url` / `unique_id` normally come from tests/conftest.py (which starts a real Redis);
-until that file provides them, the fallbacks below use WARDEN_REDIS_URL. Delete the fallbacks
-once the root conftest has landed.
+`redis_url` (a real Redis) and `unique_id` come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 import redis.asyncio as async_redis
+from decision_log import DecisionLog
 
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:  # the package is not installed into the venv
-    sys.path.insert(0, str(_REPO))
-
-from decision_log import DecisionLog  # noqa: E402
-
-from projections.redis_view import RedisView  # noqa: E402
-from projections.view import DEFAULT_HISTORY_CAP, InMemoryView, ReadModel  # noqa: E402
-
-
-def _root_provides(name: str) -> bool:
-    root = _REPO / "tests" / "conftest.py"
-    return root.is_file() and f"def {name}(" in root.read_text(encoding="utf-8")
-
-
-if not _root_provides("redis_url"):
-
-    @pytest.fixture(scope="session")
-    def redis_url() -> str:
-        return os.environ.get("WARDEN_REDIS_URL", "redis://localhost:6379/0")
-
-
-if not _root_provides("unique_id"):
-
-    @pytest.fixture
-    def unique_id() -> str:
-        return uuid.uuid4().hex[:10]
+from projections.redis_view import RedisView
+from projections.view import DEFAULT_HISTORY_CAP, InMemoryView, ReadModel
 
 
 @pytest.fixture
