@@ -88,6 +88,9 @@ def test_decision_schema_lists_spec_fields_in_spec_key_order():
     assert schema["additionalProperties"] is False
 
 
+DROP = object()
+
+
 def with_(topic: str, **changes: Any) -> dict[str, Any]:
     """The topic's first example with fields replaced; a value of DROP removes the field."""
     value = copy.deepcopy(load(topic)["examples"][0])
@@ -99,7 +102,6 @@ def with_(topic: str, **changes: Any) -> dict[str, Any]:
     return value
 
 
-DROP = object()
 LONG_ID = "x" * 129
 MAX_TS = 253402300799999
 
@@ -192,7 +194,8 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("topic", "why", "changes"), INVALID, ids=[f"{t}: {w}" for t, w, _ in INVALID])
+@pytest.mark.parametrize(("topic", "why", "changes"), INVALID,
+                         ids=[f"{t}: {w}" for t, w, _ in INVALID])
 def test_schema_rejects(topic, why, changes):
     instance = with_(topic, **changes)
     assert not validator(topic).is_valid(instance), why
