@@ -294,7 +294,7 @@ def _kafka_config(port: int) -> Path:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
         "num.partitions": "1",
-        "auto.create.topics.enable": "true",
+        "auto.create.topics.enable": "false",  # topics come from preflight, with the right partitions
         "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "4",
         "transaction.state.log.replication.factor": "1",

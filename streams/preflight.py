@@ -20,34 +20,56 @@ class TopologyError(RuntimeError):
 
 
 async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition counts of those of `names` that exist.
+
+    Lists topics first: describing a missing topic would make a broker with
+    auto-creation enabled create it, with its default partition count.
+    """
+    present = set(await admin.list_topics())
+    wanted = [name for name in names if name in present]
     counts: dict[str, int] = {}
-    for meta in await admin.describe_topics(names):
-        name = meta.get("topic")
-        if meta.get("error_code", 0) == 0 and meta.get("partitions"):
-            counts[name] = len(meta["partitions"])
+    if wanted:
+        for meta in await admin.describe_topics(wanted):
+            counts[meta["topic"]] = len(meta.get("partitions") or ())
     return counts
+
+
+def _check(counts: dict[str, int], partitions: int) -> None:
+    wrong = {name: n for name, n in counts.items() if n != partitions}
+    if wrong:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise TopologyError(
+            f"co-partitioned topics must all have WARDEN_PARTITIONS={partitions} partitions, "
+            f"but {listed}. Set WARDEN_PARTITIONS to match, or recreate the topics "
+            f"(adding partitions re-keys accounts onto other partitions).")
 
 
 async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, int]:
     """Create missing topics with `settings.partitions`; raise on disagreement."""
     names = list(settings.topics.all)
-    admin = AIOKafkaAdminClient(**settings.aiokafka_options(), request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(**settings.aiokafka_options(),
+                                request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = await partition_counts(admin, names)
-        wrong = {name: n for name, n in existing.items() if n != settings.partitions}
-        if wrong:
-            listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
-            raise TopologyError(
-                f"co-partitioned topics must all have WARDEN_PARTITIONS={settings.partitions} "
-                f"partitions, but {listed}. Set WARDEN_PARTITIONS to match, or recreate the "
-                f"topics (kafka-topics --alter can only add partitions, which re-keys accounts).")
+        _check(existing, settings.partitions)
         missing = [name for name in names if name not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(name, settings.partitions, 1) for name in missing])
+                await admin.create_topics(
+                    [NewTopic(name, settings.partitions, 1) for name in missing])
             except TopicAlreadyExistsError:
-                pass
-        return {**existing, **{name: settings.partitions for name in missing}}
+                pass  # created concurrently (another worker); verified below
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            counts = await partition_counts(admin, names)
+            if len(counts) == len(names) and all(counts.values()):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                absent = sorted(set(names) - set(counts))
+                raise TopologyError(f"topics not available after creation: {', '.join(absent)}")
+            await asyncio.sleep(0.2)
+        _check(counts, settings.partitions)
+        return counts
     finally:
         await admin.close()

@@ -14,6 +14,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -23,13 +24,23 @@ from detectors.account import AccountState
 from detectors.config import Policy
 from detectors.decisions import Decision
 from detectors.device import DeviceState
-from detectors.events import INPUT_TOPICS_SET, Rejected, decode, key_of
+from detectors.events import (
+    INPUT_TOPICS_SET,
+    DeviceSignalled,
+    FriendAdded,
+    MessageReported,
+    ModerationCommanded,
+    Rejected,
+    RoomCreated,
+    decode,
+    key_of,
+)
 from detectors.messages import AccountOnDevice, LiftDue, Message
 from streams.deadletters import dead_letter
 from streams.metrics import Metrics
 from streams.topics import TopicNames
 
-TICK = b"tick"
+INPUT_TYPES = (FriendAdded, RoomCreated, MessageReported, DeviceSignalled, ModerationCommanded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,10 @@ class Batch:
     # (table name, key) -> (partition, value or None to delete); last write wins
     writes: dict[tuple[str, bytes], tuple[int, bytes | None]] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
+
+
+def _by_time(item: tuple[int, int, Record, object]) -> tuple[int, int]:
+    return item[0], item[1]
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -87,9 +102,17 @@ class AccountStage:
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
+        """Handle a batch in event-time order (stable), whatever topic each record came from.
+
+        The five input topics are consumed independently, so a batch can hold
+        a command consumed before the events it refers to; ordering by `ts`
+        within the batch restores the order `warden replay` sees.
+        """
         work = _Work(self)
-        for record in records:
-            work.record(record)
+        parsed = [work.parse(record) for record in records]
+        parsed.sort(key=_by_time)
+        for item in parsed:
+            work.apply(*item[2:])
         work.finish()
         return work.batch
 
@@ -144,34 +167,46 @@ class _Work:
         self.dirty: dict[bytes, int] = {}
         self.seen_now: dict[bytes, int] = {}
         self.clocks: dict[int, int] = {}
+        self.arrivals = 0
 
-    def record(self, rec: Record) -> None:
-        stage, metrics = self.stage, self.stage.metrics
-        topic = stage.names.canonical(rec.topic)
+    def parse(self, rec: Record) -> tuple[int, int, Record, object]:
+        """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
+        self.arrivals += 1
+        topic = self.stage.names.canonical(rec.topic)
         if topic in INPUT_TOPICS_SET:
-            metrics.events.labels(topic).inc()
+            self.stage.metrics.events.labels(topic).inc()
             event = decode(topic, rec.value or b"")
-            if not isinstance(event, Rejected):
-                key = key_of(event)
-                if rec.key is None or rec.key != key.encode():
-                    event = Rejected("key_mismatch", f"message key must be the account id {key!r}"[:200])
             if isinstance(event, Rejected):
-                self.reject(rec, event)
-                return
-            self.advance(rec.partition, event.ts)
-            stage.last_event_wall[rec.partition] = stage.wall_ms()
-            if not self.first_sighting(event.event_id, rec.partition):
-                metrics.duplicates.labels(topic).inc()
-                return
-            self.handle(rec, key_of(event), event)
-            return
+                return (-1, self.arrivals, rec, event)
+            key = key_of(event)
+            if rec.key is None or rec.key != key.encode():
+                rejected = Rejected("key_mismatch", f"message key must be the account id {key!r}"[:200])
+                return (-1, self.arrivals, rec, rejected)
+            return (event.ts, self.arrivals, rec, event)
         if rec.value is not None and rec.value.startswith(b'["tick"'):
-            self.advance(rec.partition, orjson.loads(rec.value)[1])
-            return
+            ts = int(orjson.loads(rec.value)[1])
+            return (ts, self.arrivals, rec, ts)
         msg = codec.decode_message(rec.value or b"")
-        if not isinstance(msg, LiftDue) and not self.first_sighting(msg.msg_id, rec.partition):
-            return
-        self.handle(rec, msg.account_id, msg)
+        return (msg.ts, self.arrivals, rec, msg)
+
+    def apply(self, rec: Record, item: object) -> None:
+        stage, metrics = self.stage, self.stage.metrics
+        if isinstance(item, Rejected):
+            self.reject(rec, item)
+        elif isinstance(item, int):  # a tick from the idle clock
+            self.advance(rec.partition, item)
+        elif isinstance(item, INPUT_TYPES):
+            self.advance(rec.partition, item.ts)
+            stage.last_event_wall[rec.partition] = stage.wall_ms()
+            if not self.first_sighting(item.event_id, rec.partition):
+                metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
+                return
+            self.handle(rec, key_of(item), item)
+        else:
+            msg: Any = item
+            if not isinstance(msg, LiftDue) and not self.first_sighting(msg.msg_id, rec.partition):
+                return
+            self.handle(rec, msg.account_id, msg)
 
     def handle(self, rec: Record | None, account_id: str, msg: object) -> None:
         stage = self.stage

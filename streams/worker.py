@@ -46,6 +46,27 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     logging.getLogger("warden").info("settings: %s", settings.redacted())
+    _install_task_dump()
     worker = Worker(warden.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def _install_task_dump() -> None:
+    """`kill -USR1 <pid>` logs every asyncio task's stack: diagnosing a stall without a restart."""
+    import signal
+
+    def dump(signum: int, frame: object) -> None:
+        import io
+
+        out = io.StringIO()
+        try:
+            loop = asyncio.get_event_loop()
+            for task in asyncio.all_tasks(loop):
+                out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
+                task.print_stack(limit=12, file=out)
+        except RuntimeError as exc:
+            out.write(f"no loop: {exc}\n")
+        logging.getLogger("warden").warning("asyncio tasks:\n%s", out.getvalue())
+
+    signal.signal(signal.SIGUSR1, dump)
