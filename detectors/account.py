@@ -27,6 +27,7 @@ from detectors.events import (
 )
 from detectors.messages import (
     AccountOnDevice,
+    DeviceChecked,
     DeviceMatched,
     LiftDue,
     Message,
@@ -62,16 +63,17 @@ EMPTY = AccountState()
 def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> Outcome:
     """Apply one message addressed to this account."""
     match msg:
-        case FriendAdded() | RoomCreated() | ReportWeighed():
+        case FriendAdded() | RoomCreated() | DeviceSignalled():
             state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
-            out = _apply_signals(state, msg.account_id, signals, policy)
-            device = getattr(msg, "device_id", None)
-            return _announce_device(out, msg.account_id, device, msg.ts, msg.event_id, policy)
-        case DeviceSignalled():
+            if msg.device_id is None:
+                return _apply_signals(state, msg.account_id, signals, policy)
+            # Decided when the device stage answers, with its triggers' signals too.
+            return _announce_device(state, msg, signals, policy)
+        case ReportWeighed():
             state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
-            out = _apply_signals(state, msg.account_id, signals, policy)
-            return _announce_device(out, msg.account_id, msg.device_id, msg.ts, msg.event_id,
-                                    policy, always=True)
+            return _apply_signals(state, msg.account_id, signals, policy)
+        case DeviceChecked():
+            return _apply_signals(state, msg.account_id, msg.signals, policy)
         case MessageReported():
             return Outcome(state, outbox=(ReportFiled(
                 f"{msg.event_id}>filed", msg.ts, msg.event_id, msg.reporter_id, msg.reported_id,
@@ -130,6 +132,8 @@ def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
     for d in decisions:
         if d.type == "lifted" and d.reason in OVERTURNING and life.restriction is not None:
             outbox.extend(_judged(d, life.restriction.upheld, upheld=False))
+            # The evidence was judged innocent: it must not restrict the account again.
+            state = replace(state, windows={})
         life = lifecycle.evolve(life, d)
     life, fresh = lifecycle.note_signals(life, signals)
     if fresh:
@@ -174,24 +178,19 @@ def _status_to_devices(state: AccountState, account_id: str, d: Decision,
     ]
 
 
-def _announce_device(out: Outcome, account_id: str, device_id: str | None, ts: int, event_id: str,
-                     policy: Policy, *, always: bool = False) -> Outcome:
-    """Tell the device stage about a use: every device signal, and other events
-    when the device is new or was last announced at least `extend_step` ago."""
-    if device_id is None:
-        return out
-    state = out.state
-    devices = state.devices
-    last = next((t for d, t in devices if d == device_id), None)
-    if not always and last is not None and ts - last < policy.lifecycle.extend_step_ms:
-        return out
-    kept = tuple((d, t) for d, t in devices if d != device_id) + ((device_id, max(ts, last or ts)),)
-    kept = kept[-policy.state.max_devices_per_account:]
+def _announce_device(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,
+                     signals: tuple[Signal, ...], policy: Policy) -> Outcome:
+    """Every use of a device goes to the device stage, with the event's pending signals."""
+    device_id = event.device_id
+    assert device_id is not None
+    last = next((t for d, t in state.devices if d == device_id), None)
+    kept = tuple((d, t) for d, t in state.devices if d != device_id)
+    kept = (kept + ((device_id, max(event.ts, last or event.ts)),))[-policy.state.max_devices_per_account:]
     state = replace(state, devices=kept)
     restricted, level, scopes, tainted_at = _status(state)
-    use = AccountOnDevice(f"{event_id}>used", ts, device_id, account_id, True, restricted, level,
-                          scopes, tainted_at, event_id)
-    return replace(out, state=state, outbox=(*out.outbox, use))
+    use = AccountOnDevice(f"{event.event_id}>used", event.ts, device_id, event.account_id, True,
+                          restricted, level, scopes, tainted_at, event.event_id, signals)
+    return Outcome(state, outbox=(use,))
 
 
 def _weigh(state: AccountState, report: ReportFiled) -> ReportWeighed:
@@ -228,12 +227,10 @@ def _judge(state: AccountState, msg: ReportsJudged, policy: Policy) -> Outcome:
 
 
 def _device_signal(msg: DeviceMatched) -> Signal:
-    evidence = {"device_id": msg.device_id, "other_accounts": list(msg.others[:10]),
+    """Evasion seen on the evaded account's device: restarts its quiet clock only."""
+    evidence = {"device_id": msg.device_id, "evaded_by": msg.others[0],
                 "sample_event_ids": [msg.event_id]}
-    if msg.evaded:
-        return Signal(msg.trigger, msg.ts, msg.event_id, (), {**evidence, "evaded_by": msg.others[0]},
-                      fires=False)
-    return Signal(msg.trigger, msg.ts, msg.event_id, msg.scopes, evidence)
+    return Signal(msg.trigger, msg.ts, msg.event_id, (), evidence, fires=False)
 
 
 def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:

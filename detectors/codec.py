@@ -16,12 +16,14 @@ from detectors.account import AccountState
 from detectors.device import DeviceAccount, DeviceState
 from detectors.messages import (
     AccountOnDevice,
+    DeviceChecked,
     DeviceMatched,
     LiftDue,
     Message,
     ReportFiled,
     ReportsJudged,
     ReportWeighed,
+    Signal,
 )
 from detectors.policy import Lifecycle, Restriction
 from detectors.reporters import ReporterRecord
@@ -32,19 +34,41 @@ FORMAT = 1
 
 MESSAGE_TAGS: dict[type, str] = {
     ReportFiled: "filed", ReportWeighed: "weighed", ReportsJudged: "judged",
-    AccountOnDevice: "on_device", DeviceMatched: "matched", LiftDue: "lift_due",
+    AccountOnDevice: "on_device", DeviceChecked: "checked", DeviceMatched: "matched",
+    LiftDue: "lift_due",
 }
 _BY_TAG = {tag: cls for cls, tag in MESSAGE_TAGS.items()}
 
 
+SIGNAL_FIELDS = frozenset({"pending", "signals"})
+
+
 def encode_message(msg: Message) -> bytes:
     fields = msg.__dataclass_fields__  # type: ignore[union-attr]
-    return orjson.dumps([MESSAGE_TAGS[type(msg)], *(getattr(msg, f) for f in fields)])
+    values = [_signals_out(getattr(msg, f)) if f in SIGNAL_FIELDS else getattr(msg, f)
+              for f in fields]
+    return orjson.dumps([MESSAGE_TAGS[type(msg)], *values])
 
 
 def decode_message(raw: bytes) -> Message:
     tag, *values = orjson.loads(raw)
-    return _BY_TAG[tag](*(_tuples(v) for v in values))  # type: ignore[no-any-return]
+    cls = _BY_TAG[tag]
+    fields = list(cls.__dataclass_fields__)
+    return cls(*(  # type: ignore[no-any-return]
+        _signals_in(v) if f in SIGNAL_FIELDS else _tuples(v) for f, v in zip(fields, values, strict=False)
+    ))
+
+
+def _signals_out(signals: tuple[Signal, ...]) -> list[list[Any]]:
+    return [[s.trigger, s.ts, s.event_id, s.scopes, s.evidence, s.fires, s.upheld, s.taints]
+            for s in signals]
+
+
+def _signals_in(values: list[list[Any]]) -> tuple[Signal, ...]:
+    return tuple(
+        Signal(v[0], v[1], v[2], tuple(v[3]), v[4], v[5], tuple(tuple(r) for r in v[6]), v[7])
+        for v in values
+    )
 
 
 def _tuples(value: Any) -> Any:

@@ -2,8 +2,10 @@
 
 Keyed by `device_id`. It receives `AccountOnDevice` from the account stage
 (a use, or a status change of an account that used the device) and answers
-uses with `DeviceMatched` for the device triggers (`tainted_device`,
-`ban_evasion`), which only ever look at *other* accounts on the device.
+every use with `DeviceChecked` (the event's account-stage signals plus those
+of the device triggers, `tainted_device` and `ban_evasion`, which only ever
+look at *other* accounts on the device), and evaded accounts with
+`DeviceMatched`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from detectors.config import Policy
-from detectors.messages import AccountOnDevice, DeviceMatched
+from detectors.messages import AccountOnDevice, DeviceChecked, DeviceMatched
 from detectors.triggers.registry import DEVICE_TRIGGERS
 
 
@@ -32,8 +34,8 @@ class DeviceState:
 
 def handle(
     state: DeviceState, msg: AccountOnDevice, *, now_ms: int, policy: Policy
-) -> tuple[DeviceState, tuple[DeviceMatched, ...]]:
-    """Record the use or status change; on a use, run the device triggers."""
+) -> tuple[DeviceState, tuple[DeviceChecked | DeviceMatched, ...]]:
+    """Record the use or status change; answer a use with every signal of its event."""
     others = tuple(a for a in state.accounts if a.account_id != msg.account_id)
     previous = next((a for a in state.accounts if a.account_id == msg.account_id), None)
     if previous is None and not msg.used:
@@ -48,10 +50,15 @@ def handle(
     new_state = replace(state, accounts=tuple(kept))
     if not msg.used:
         return new_state, ()
-    matches: list[DeviceMatched] = []
+    signals = list(msg.pending)
+    out: list[DeviceChecked | DeviceMatched] = []
     for trigger in DEVICE_TRIGGERS:
-        matches.extend(trigger.step(others, msg, now_ms=now_ms, policy=policy))
-    return new_state, tuple(matches)
+        fired, notices = trigger.step(others, msg, now_ms=now_ms, policy=policy)
+        signals.extend(fired)
+        out.extend(notices)
+    checked = DeviceChecked(f"{msg.msg_id}>checked", msg.ts, msg.account_id, msg.device_id,
+                            msg.event_id, tuple(signals))
+    return new_state, (checked, *out)
 
 
 def expire(state: DeviceState, *, now_ms: int, policy: Policy) -> DeviceState:

@@ -93,7 +93,12 @@ class ReportsJudged:
 
 @dataclass(frozen=True, slots=True)
 class AccountOnDevice:
-    """An account used a device (`used` True) or its restriction status changed."""
+    """An account used a device (`used` True) or its restriction status changed.
+
+    A use carries the account-stage signals of the same event (`pending`): the
+    device stage answers every use with `DeviceChecked`, so triggers of both
+    stages firing on one event give one decision (SPEC "Fine points").
+    """
 
     msg_id: str
     ts: int
@@ -105,16 +110,28 @@ class AccountOnDevice:
     scopes: tuple[str, ...]
     tainted_at: int | None
     event_id: str
+    pending: tuple[Signal, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChecked:
+    """The device stage's answer to a use: every signal of the event, to decide on once."""
+
+    msg_id: str
+    ts: int
+    account_id: str
+    device_id: str
+    event_id: str
+    signals: tuple[Signal, ...]
 
 
 # --- account <- device -----------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class DeviceMatched:
-    """Other accounts on a device the account used make a device trigger fire.
+    """An evaded account's device was used by another account (`ban_evasion`).
 
-    For `ban_evasion` with `evaded` True, the recipient is the evaded
-    (already restricted) account and only its quiet clock restarts.
+    Only the evaded (already restricted) account's quiet clock restarts.
     """
 
     msg_id: str
@@ -137,4 +154,5 @@ class LiftDue:
     account_id: str
 
 
-Message = ReportFiled | ReportWeighed | ReportsJudged | AccountOnDevice | DeviceMatched | LiftDue
+Message = (ReportFiled | ReportWeighed | ReportsJudged | AccountOnDevice | DeviceChecked
+           | DeviceMatched | LiftDue)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from detectors.config import Policy
-from detectors.messages import AccountOnDevice, DeviceMatched
+from detectors.messages import AccountOnDevice, DeviceMatched, Signal
 
 if TYPE_CHECKING:
     from detectors.device import DeviceAccount
@@ -26,19 +26,16 @@ def scopes(policy: Policy) -> tuple[str, ...]:
 
 def step(
     others: Sequence[DeviceAccount], use: AccountOnDevice, *, now_ms: int, policy: Policy
-) -> tuple[DeviceMatched, ...]:
+) -> tuple[tuple[Signal, ...], tuple[DeviceMatched, ...]]:
     evaded = [a for a in others if a.restricted and a.level >= policy.ban_evasion.min_level]
     if not evaded:
-        return ()
+        return (), ()
     scopes_union = tuple(sorted({s for a in evaded for s in a.scopes}))
-    ids = tuple(a.account_id for a in evaded)
-    matches = [DeviceMatched(
-        f"{use.msg_id}>{name}", use.ts, use.account_id, name, use.device_id, ids,
-        scopes_union, use.event_id,
-    )]
-    matches.extend(
+    evidence = {"device_id": use.device_id, "other_accounts": [a.account_id for a in evaded][:10],
+                "evaded_levels": [a.level for a in evaded][:10], "sample_event_ids": [use.event_id]}
+    notices = tuple(
         DeviceMatched(f"{use.msg_id}>{name}>{a.account_id}", use.ts, a.account_id, name,
                       use.device_id, (use.account_id,), (), use.event_id, evaded=True)
         for a in evaded
     )
-    return tuple(matches)
+    return (Signal(name, use.ts, use.event_id, scopes_union, evidence),), notices

@@ -61,8 +61,7 @@ def step(
     entries = list(state)
     insort(entries, entry)
     state = tuple(entries)
-    members = _window(state, report.ts, p.window_ms)
-    score, representatives = _score(members)
+    members, score, representatives = _densest(state, report.ts, p.window_ms)
     if score + EPSILON >= p.threshold:
         evidence = _evidence(members, representatives, score, p.threshold, p.window_ms, p.taint_reasons)
         upheld = tuple((r.reporter_id, r.event_id) for r in representatives)
@@ -96,6 +95,22 @@ def _is_counted(state: State, report: ReportWeighed, once_ms: int, room_cap: int
                 and abs(r.ts - report.ts) < room_window_ms:
             same_room += 1
     return same_room < room_cap
+
+
+def _densest(state: State, ts: int, window_ms: int) -> tuple[State, float, list[CountedReport]]:
+    """The highest-scoring window of length `window_ms` containing `ts`.
+
+    For an in-order report that is the window ending at it; a late report is
+    also checked against the windows ending at each later report.
+    """
+    best_members = _window(state, ts, window_ms)
+    best_score, best_reps = _score(best_members)
+    for end in sorted({r.ts for r in state if ts < r.ts < ts + window_ms}):
+        members = _window(state, end, window_ms)
+        score, reps = _score(members)
+        if score > best_score + EPSILON:
+            best_members, best_score, best_reps = members, score, reps
+    return best_members, best_score, best_reps
 
 
 def _window(state: State, end_ms: int, window_ms: int) -> State:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from detectors.config import Policy
-from detectors.messages import AccountOnDevice, DeviceMatched
+from detectors.messages import AccountOnDevice, DeviceMatched, Signal
 
 if TYPE_CHECKING:
     from detectors.device import DeviceAccount
@@ -27,15 +27,12 @@ def scopes(policy: Policy) -> tuple[str, ...]:
 
 def step(
     others: Sequence[DeviceAccount], use: AccountOnDevice, *, now_ms: int, policy: Policy
-) -> tuple[DeviceMatched, ...]:
+) -> tuple[tuple[Signal, ...], tuple[DeviceMatched, ...]]:
     horizon = policy.tainted_device.horizon_ms
-    tainters = tuple(
-        a.account_id for a in others
-        if a.tainted_at is not None and use.ts - a.last_used_at < horizon
-    )
+    tainters = [a.account_id for a in others
+                if a.tainted_at is not None and use.ts - a.last_used_at < horizon]
     if not tainters:
-        return ()
-    return (DeviceMatched(
-        f"{use.msg_id}>{name}", use.ts, use.account_id, name, use.device_id, tainters,
-        policy.tainted_device.scopes, use.event_id,
-    ),)
+        return (), ()
+    evidence = {"device_id": use.device_id, "other_accounts": tainters[:10],
+                "horizon_ms": horizon, "sample_event_ids": [use.event_id]}
+    return (Signal(name, use.ts, use.event_id, policy.tainted_device.scopes, evidence),), ()
