@@ -73,12 +73,12 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, seen=self.seen.data, clocks=self.clocks.data,
-            metrics=self.metrics)
+            pending=self.pending.data, metrics=self.metrics)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
         self._tables = {"accounts": self.accounts, "seen": self.seen, "clocks": self.clocks,
-                        "devices": self.devices}
+                        "pending": self.pending, "devices": self.devices}
         self._declare_agents()
         self._declare_lifecycle()
         from streams import web  # routes need the built app
@@ -103,6 +103,7 @@ class Warden:
         self.accounts = table("accounts")
         self.seen = table("seen")
         self.clocks = table("clocks")
+        self.pending = table("pending")
         self.devices = table("devices")
 
     def _declare_agents(self) -> None:

@@ -35,7 +35,7 @@ from detectors.events import (
     decode,
     key_of,
 )
-from detectors.messages import AccountOnDevice, LiftDue, Message
+from detectors.messages import AccountOnDevice, DeviceChecked, LiftDue, Message, ReportWeighed
 from streams.deadletters import dead_letter
 from streams.metrics import Metrics
 from streams.topics import TopicNames
@@ -87,11 +87,12 @@ class AccountStage:
 
     def __init__(self, *, policy: Policy, names: TopicNames, partitions: int,
                  accounts: MutableMapping[bytes, bytes], seen: MutableMapping[bytes, bytes],
-                 clocks: MutableMapping[bytes, bytes], metrics: Metrics,
+                 clocks: MutableMapping[bytes, bytes], pending: MutableMapping[bytes, bytes],
+                 metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.policy = policy
         self.partitions = partitions
-        self.accounts, self.seen, self.clocks = accounts, seen, clocks
+        self.accounts, self.seen, self.clocks, self.pending = accounts, seen, clocks, pending
         self.metrics = metrics
         self.wall_ms = wall_ms
         self.names = names
@@ -168,6 +169,8 @@ class _Work:
         self.seen_now: dict[bytes, int] = {}
         self.clocks: dict[int, int] = {}
         self.arrivals = 0
+        self.pendings: dict[bytes, _Pending] = {}
+        self.dirty_pending: dict[bytes, int] = {}
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
@@ -201,12 +204,68 @@ class _Work:
             if not self.first_sighting(item.event_id, rec.partition):
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
                 return
-            self.handle(rec, key_of(item), item)
+            self.deliver(rec, key_of(item), item)
         else:
             msg: Any = item
             if not isinstance(msg, LiftDue) and not self.first_sighting(msg.msg_id, rec.partition):
                 return
+            if isinstance(msg, DeviceChecked | ReportWeighed):
+                self.reply(rec, msg)
+            else:
+                self.handle(rec, msg.account_id, msg)
+
+    # --- per-account causal order ------------------------------------------------
+    def deliver(self, rec: Record | None, account_id: str, item: object) -> None:
+        """An input (or due lift) of the account, in the order `warden replay` applies them.
+
+        While the account awaits a cross-key reply, later non-hop inputs park
+        behind it; hop inputs (device uses, reports) are sent at once, so
+        several can be in flight, and their replies are applied in send order.
+        """
+        key = account_id.encode()
+        pending = self.pending(key)
+        if pending.parked or (pending.flight and not _needs_hop(item)):
+            pending.parked.append(_park(rec, item))
+            self.dirty_pending[key] = self.partition_for(rec, key)
+            return
+        self.handle(rec, account_id, item)
+        if _needs_hop(item):
+            pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+            self.dirty_pending[key] = self.partition_for(rec, key)
+
+    def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
+        key = msg.account_id.encode()
+        pending = self.pending(key)
+        slot = next((s for s in pending.flight if s[0] == msg.event_id), None)
+        if slot is None:  # not awaited (state from before this feature, or a stray): apply
             self.handle(rec, msg.account_id, msg)
+            return
+        slot[1] = msg
+        self.dirty_pending[key] = rec.partition
+        while pending.flight and pending.flight[0][1] is not None:
+            _, ready = pending.flight.pop(0)
+            self.handle(rec, msg.account_id, ready)
+        while pending.parked and not pending.flight:
+            parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
+            self.handle(parked_rec, msg.account_id, item)
+            if _needs_hop(item):
+                pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+        # hop inputs parked behind the last non-hop one can go out together
+        while pending.parked and _needs_hop(_unpark(self.stage.names, pending.parked[0])[1]):
+            parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
+            self.handle(parked_rec, msg.account_id, item)
+            pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+
+    def pending(self, key: bytes) -> _Pending:
+        pending = self.pendings.get(key)
+        if pending is None:
+            raw = self.stage.pending.get(key)
+            pending = _Pending.decode(raw) if raw else _Pending()
+            self.pendings[key] = pending
+        return pending
+
+    def partition_for(self, rec: Record | None, key: bytes) -> int:
+        return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
 
     def handle(self, rec: Record | None, account_id: str, msg: object) -> None:
         stage = self.stage
@@ -292,11 +351,14 @@ class _Work:
                 continue
             self.clocks[partition] = max(self.clocks[partition], lift_at)
             self.stage.metrics.lifts_fired.inc()
-            self.handle(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
+            self.deliver(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
         self.clocks[partition] = ts
 
     def finish(self) -> None:
         stage = self.stage
+        for key, partition in self.dirty_pending.items():
+            pending = self.pendings[key]
+            self.batch.writes[("pending", key)] = (partition, pending.encode() if pending else None)
         for key, partition in self.dirty.items():
             state = self.states[key]
             value = None if account.is_droppable(state) else codec.encode_account(state)
@@ -305,6 +367,50 @@ class _Work:
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)
                 stage.metrics.clock_ms.labels(str(partition)).set(clock)
+
+
+@dataclass
+class _Pending:
+    """An account's inputs awaiting cross-key replies, persisted in the `pending` table."""
+
+    flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
+    parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
+
+    def __bool__(self) -> bool:
+        return bool(self.flight or self.parked)
+
+    def encode(self) -> bytes:
+        flight = [[e, None if r is None else codec.encode_message(r).decode()] for e, r in self.flight]
+        return orjson.dumps([flight, self.parked])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Pending:
+        flight, parked = orjson.loads(raw)
+        return cls([[e, None if r is None else codec.decode_message(r.encode())] for e, r in flight],
+                   parked)
+
+
+def _needs_hop(item: object) -> bool:
+    """Inputs whose decision waits for another key: reports (weighing) and device uses."""
+    if isinstance(item, MessageReported):
+        return True
+    return isinstance(item, FriendAdded | RoomCreated | DeviceSignalled) and item.device_id is not None
+
+
+def _park(rec: Record | None, item: object) -> list[Any]:
+    if isinstance(item, LiftDue):
+        return ["lift", item.msg_id, item.ts, item.account_id]
+    assert rec is not None and rec.value is not None
+    return ["input", rec.topic, rec.partition, rec.offset, rec.key.decode() if rec.key else None,
+            rec.value.decode(), rec.timestamp_ms]
+
+
+def _unpark(names: TopicNames, parked: list[Any]) -> tuple[Record | None, object]:
+    if parked[0] == "lift":
+        return None, LiftDue(parked[1], parked[2], parked[3])
+    _, topic, partition, offset, key, value, ts = parked
+    rec = Record(topic, partition, offset, key.encode() if key else None, value.encode(), ts)
+    return rec, decode(names.canonical(topic), rec.value or b"")
 
 
 class DeviceStage:

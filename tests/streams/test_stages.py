@@ -32,11 +32,12 @@ class Bus:
         self.seen: dict[bytes, bytes] = {}
         self.clocks: dict[bytes, bytes] = {}
         self.devices: dict[bytes, bytes] = {}
+        self.pending: dict[bytes, bytes] = {}
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.account = AccountStage(policy=DEFAULT_POLICY, names=NAMES, partitions=PARTITIONS,
                                     accounts=self.accounts, seen=self.seen, clocks=self.clocks,
-                                    metrics=self.metrics, wall_ms=lambda: T0)
+                                    pending=self.pending, metrics=self.metrics, wall_ms=lambda: T0)
         self.device = DeviceStage(policy=DEFAULT_POLICY, names=NAMES, devices=self.devices)
         self.log: dict[str, list[bytes]] = {}
         self.offsets: dict[str, int] = {}
@@ -52,7 +53,7 @@ class Bus:
     def commit(self, batch) -> list[Record]:
         for (name, key), (_, value) in batch.writes.items():
             store = {"accounts": self.accounts, "seen": self.seen, "clocks": self.clocks,
-                     "devices": self.devices}[name]
+                     "pending": self.pending, "devices": self.devices}[name]
             if value is None:
                 store.pop(key, None)
             else:
@@ -65,6 +66,30 @@ class Bus:
             elif out.topic in (NAMES.account_inbox, NAMES.device_inbox):
                 follow.append(self.record(out.topic, out.key, out.value, out.partition))
         return follow
+
+    def feed_lagged(self, inputs, *, lag: int) -> None:
+        """Internal messages reach their stage only after `lag` more inputs: a slow bus."""
+        in_flight: deque = deque()
+        for topic, value in inputs:
+            event = decode(topic, orjson.dumps(value))
+            key = event.reported_id if topic == "message-reports" else event.account_id
+            in_flight.append([lag, self.commit(self.account.process(
+                [self.record(topic, key.encode(), orjson.dumps(value))])), ])
+            ready = []
+            for item in in_flight:
+                item[0] -= 1
+            while in_flight and in_flight[0][0] < 0:
+                ready.extend(in_flight.popleft()[1])
+            self._deliver(ready)
+        while in_flight:
+            self._deliver(in_flight.popleft()[1])
+
+    def _deliver(self, records) -> None:
+        queue = deque(records)
+        while queue:
+            rec = queue.popleft()
+            stage = self.device if rec.topic == NAMES.device_inbox else self.account
+            queue.extend(self.commit(stage.process([rec])))
 
     def feed(self, topic: str, value: dict, *, key: str | None = None) -> None:
         """One input, then every internal message it causes, before the next input."""
@@ -201,3 +226,20 @@ def test_idle_partitions_get_ticks_that_fire_due_lifts():
     bus.commit(bus.account.process([bus.record(tick.topic, None, tick.value, tick.partition)]))
     assert [d["type"] for d in bus.decisions] == ["restricted", "lifted"]
     assert bus.decisions[-1]["at"] == T0 + 14 * 86_400_000
+
+
+def test_a_slow_bus_keeps_each_account_in_replay_order():
+    """Feedback lagging 5 inputs behind: inputs of an account awaiting a reply park behind it."""
+    inputs = story_inputs()
+    inputs.insert(31, ("moderation-commands", {"command_id": "early", "ts": T0 + 31_000,
+                                              "account_id": "mallory", "actor": "op",
+                                              "action": "appeal_filed"}))
+    bus = Bus()
+    bus.feed_lagged(inputs, lag=5)
+    for partition in range(PARTITIONS):
+        bus.commit(bus.account.process([bus.record(NAMES.account_inbox, None, encode_tick(END), partition)]))
+    got, want = per_account(bus.decisions), per_account(replay_decisions(inputs, END))
+    # Only `alt` depends on another account's status reaching the device stage in time.
+    assert {k: v for k, v in got.items() if k != "alt"} == {k: v for k, v in want.items() if k != "alt"}
+    assert [d["type"] for d in got["mallory"]][:2] == ["restricted", "appeal_received"]
+    assert not bus.pending  # nothing left parked
