@@ -50,6 +50,16 @@ def add(window: Window, entry: Entry, *, horizon_ms: int, keep: int, now_ms: int
     return tuple(entries[start:])
 
 
+def stream_time(window: Window, ts: int) -> int:
+    """The newest event time this window has seen, counting `ts`.
+
+    Windows prune against their own stream time, not the partition clock, so
+    a topic consumed behind the others cannot evict evidence that is still
+    inside the window for its own events (the clock only ages idle state).
+    """
+    return max(ts, window[-1].ts) if window else ts
+
+
 def prune(window: Window, *, horizon_ms: int, now_ms: int) -> Window:
     """Drop entries that can no longer be within `horizon_ms` of any future time."""
     if not window or window[0].ts > now_ms - horizon_ms:

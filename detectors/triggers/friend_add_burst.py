@@ -10,7 +10,7 @@ from detectors.config import Policy
 from detectors.events import FriendAdded
 from detectors.messages import Signal
 from detectors.triggers._evidence import window_evidence
-from detectors.windows import EMPTY, Entry, Window, add, densest_covering, prune
+from detectors.windows import EMPTY, Entry, Window, add, densest_covering, prune, stream_time
 
 name = "friend_add_burst"
 consumes = FriendAdded
@@ -29,7 +29,7 @@ def step(
     state = add(
         state, Entry(event.ts, event.friend_id, event.event_id),
         horizon_ms=max(p.short_window_ms, p.long_window_ms),
-        keep=max(p.short_count, p.long_count), now_ms=now_ms,
+        keep=max(p.short_count, p.long_count), now_ms=stream_time(state, event.ts),
     )
     for threshold, window_ms in ((p.short_count, p.short_window_ms), (p.long_count, p.long_window_ms)):
         count, end = densest_covering(state, event.ts, window_ms)

@@ -49,7 +49,8 @@ def step(
     state: State, report: ReportWeighed, *, now_ms: int, policy: Policy
 ) -> tuple[State, tuple[Signal, ...]]:
     p = policy.report_flood
-    state = expire(state, now_ms=now_ms, policy=policy)
+    newest = max(report.ts, state[-1].ts) if state else report.ts
+    state = expire(state, now_ms=newest, policy=policy)
     if report.weight <= 0 or not _is_counted(state, report, p.reporter_once_per_ms,
                                                p.room_cap, p.room_window_ms):
         return state, ()

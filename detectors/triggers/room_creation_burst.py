@@ -10,7 +10,7 @@ from detectors.config import Policy
 from detectors.events import RoomCreated
 from detectors.messages import Signal
 from detectors.triggers._evidence import window_evidence
-from detectors.windows import EMPTY, Entry, Window, add, densest_covering, prune
+from detectors.windows import EMPTY, Entry, Window, add, densest_covering, prune, stream_time
 
 name = "room_creation_burst"
 consumes = RoomCreated
@@ -30,8 +30,10 @@ def step(
     open_rooms, any_rooms = state
     entry = Entry(event.ts, event.room_id, event.event_id)
     if event.room_type == "open":
-        open_rooms = add(open_rooms, entry, horizon_ms=p.open_window_ms, keep=p.open_count, now_ms=now_ms)
-    any_rooms = add(any_rooms, entry, horizon_ms=p.any_window_ms, keep=p.any_count, now_ms=now_ms)
+        open_rooms = add(open_rooms, entry, horizon_ms=p.open_window_ms, keep=p.open_count,
+                         now_ms=stream_time(open_rooms, event.ts))
+    any_rooms = add(any_rooms, entry, horizon_ms=p.any_window_ms, keep=p.any_count,
+                    now_ms=stream_time(any_rooms, event.ts))
     state = (open_rooms, any_rooms)
     rules = ((open_rooms, p.open_count, p.open_window_ms, "open"), (any_rooms, p.any_count, p.any_window_ms, "any"))
     for window, threshold, window_ms, room_type in rules:
