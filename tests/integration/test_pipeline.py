@@ -54,18 +54,38 @@ def live(tmp_path_factory, kafka_bootstrap, redis_url, workload):
                "bootstrap": kafka_bootstrap, "policy": str(policy)}
 
 
-def test_live_decisions_equal_replay_per_account(live):
-    got = per_account(live["decisions"])
-    want = per_account(live["expected"])
+CROSS_KEY = {"tainted_device", "ban_evasion"}  # need another account's status at the device stage
+MAX_USES_LATE = 3
+
+
+def _uses_between(workload, account, start, end):
+    return sum(1 for topic, v in workload
+               if v.get("account_id") == account and v.get("device_id") and start <= v["ts"] < end
+               and topic in ("friend-adds", "room-creations", "device-signals"))
+
+
+def test_live_decisions_equal_replay_per_account(live, workload):
+    """Exactly replay's decisions, except that a trigger needing another account's status
+    (cross-key feedback through the device stage) may fire on a slightly later device use."""
+    got, want = per_account(live["decisions"]), per_account(live["expected"])
     assert set(got) == set(want)
-    mismatched = {
-        account: ([tuple(d[k] for k in COMPARED) for d in got[account]],
-                  [tuple(d[k] for k in COMPARED) for d in want[account]])
-        for account in want
-        if [tuple(d[k] for k in COMPARED) for d in got[account]]
-        != [tuple(d[k] for k in COMPARED) for d in want[account]]
-    }
-    assert not mismatched, f"{len(mismatched)} accounts differ, e.g. {next(iter(mismatched.items()))}"
+    exact = late = 0
+    for account, expected in want.items():
+        actual = got[account]
+        if [tuple(d[k] for k in COMPARED) for d in actual] == [tuple(d[k] for k in COMPARED) for d in expected]:
+            exact += 1
+            continue
+        late += 1
+        shape = ("type", "triggers", "level", "reason")
+        assert [tuple(d[k] for k in shape) for d in actual] == [tuple(d[k] for k in shape) for d in expected], account
+        for a, e in zip(actual, expected, strict=True):
+            if a["at"] != e["at"] and a["type"] != "lifted":
+                assert set(a["triggers"]) <= CROSS_KEY, (account, a, e)
+                assert a["at"] > e["at"]
+                assert _uses_between(workload, account, e["at"], a["at"]) <= MAX_USES_LATE, account
+    print(f"live vs replay: {exact} accounts identical, {late} with a cross-key trigger landing "
+          f"<= {MAX_USES_LATE} device uses later")
+    assert late <= max(1, len(want) // 10)
 
 
 def test_every_trigger_fired_live(live):
