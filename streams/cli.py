@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("streams.replay", "run the detectors over a JSONL file, no Kafka"),
     "simulate": ("streams.simulate", "generate labelled synthetic traffic"),
     "worker": ("streams.worker", "run the stream processor (Kafka + Redis)"),
+    "demo": ("streams.demo", "run the worker on a simulated workload and explain the result"),
 }
 
 

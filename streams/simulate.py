@@ -565,6 +565,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="-",
                         help="events JSONL for `warden replay` ('-' = stdout)")
     parser.add_argument("--labels", help="ground-truth JSONL, one line per account")
+    parser.add_argument("--to-kafka", action="store_true",
+                        help="publish to the input topics (WARDEN_KAFKA_BOOTSTRAP) instead of --out")
+    parser.add_argument("--rate", type=float, default=2000.0,
+                        help="events/s with --to-kafka (0 = as fast as possible)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -574,7 +578,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"warden simulate: {exc}", file=sys.stderr)
         return 2
-    if args.out == "-":
+    if args.to_kafka:
+        n = _to_kafka(pop, args)
+    elif args.out == "-":
         n = write_events(pop.events(), sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
@@ -587,3 +593,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulated {n} events, {len(pop.ids)} accounts (seed {args.seed}): {kinds}",
           file=sys.stderr)
     return 0
+
+
+def _to_kafka(pop: Population, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.preflight import ensure_topics
+    from streams.producer import publish
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    asyncio.run(ensure_topics(settings))
+    total = sum(1 for _ in pop.events())
+    return asyncio.run(publish(settings, pop.events(), rate=args.rate or None, total=total,
+                               progress=True))
