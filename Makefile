@@ -30,5 +30,7 @@ test-unit: bootstrap
 	if [ $$rc -eq 5 ]; then echo "make test-unit: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
+# The main job: local Kafka + Redis, a worker on a simulated workload, a readable summary;
+# stops what it started.
 demo: bootstrap
-	.venv/bin/warden demo
+	@python3 scripts/services.py run -- .venv/bin/warden demo $(DEMO_ARGS)
