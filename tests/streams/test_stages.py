@@ -243,3 +243,23 @@ def test_a_slow_bus_keeps_each_account_in_replay_order():
     assert {k: v for k, v in got.items() if k != "alt"} == {k: v for k, v in want.items() if k != "alt"}
     assert [d["type"] for d in got["mallory"]][:2] == ["restricted", "appeal_received"]
     assert not bus.pending  # nothing left parked
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["friend-adds", "room-creations", "message-reports", "device-signals",
+                        "moderation-commands"]),
+       st.one_of(st.none(), st.binary(max_size=20)), st.binary(max_size=200))
+def test_arbitrary_bytes_on_any_input_topic_become_a_dead_letter_or_an_event(topic, key, value):
+    bus = Bus()
+    batch = bus.account.process([bus.record(topic, key, value)])
+    letters = [o for o in batch.outputs if o.topic == NAMES.dead_letters]
+    assert len(letters) <= 1
+    if letters:
+        letter = orjson.loads(letters[0].value)
+        assert letter["topic"] == topic and letter["error"] and letter["detail"]
+        value_back = letter["value"]
+        assert value_back is not None or value is None
