@@ -142,6 +142,14 @@ class Warden:
                                                   grace_ms=self.settings.idle_grace_ms)
             await self.produce(ticks)
 
+        @app.timer(interval=self.settings.sweep_interval_s, on_leader=False)
+        async def sweep_state() -> None:
+            """Bounded memory: expire windows, idle accounts, old dedupe ids and device entries."""
+            if not self.recovered:
+                return
+            await self.commit(self.account_stage.sweep())
+            await self.commit(self.device_stage.sweep(partitions=self.settings.partitions))
+
         @app.timer(interval=5.0, on_leader=True)
         async def active_gauge() -> None:
             await self.projector.refresh_active_gauge()

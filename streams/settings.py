@@ -71,6 +71,7 @@ class Settings:
     idle_advance: bool = True
     idle_grace_ms: int = 2000
     tick_interval_s: float = 1.0
+    sweep_interval_s: float = 30.0
     projection_batch: int = 500
     log_level: str = "info"
     data_dir: str = ".run/worker"

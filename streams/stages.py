@@ -99,6 +99,7 @@ class AccountStage:
         self.account_inbox = names.account_inbox
         self.device_inbox = names.device_inbox
         self._lifts: dict[int, list[tuple[int, str]]] = {}
+        self._cursors: dict[str, Any] = {}
         self.last_event_wall: dict[int, int] = {}
 
     # --- per batch --------------------------------------------------------------
@@ -136,6 +137,58 @@ class AccountStage:
             heapq.heapify(heap)
             self._lifts[partition] = heap
         return heap
+
+    def sweep(self, *, limit: int = 5000) -> Batch:
+        """Expire state past every horizon, a slice per call (SPEC: bounded state).
+
+        Windows and histories are pruned against the partition clock; accounts
+        with nothing left are dropped, and `seen` ids older than the dedupe
+        horizon are forgotten. Runs between batches; a batch that read a key
+        before the sweep simply writes its newer version over the pruned one.
+        """
+        batch = Batch()
+        policy = self.policy
+        horizon = policy.state.dedupe_horizon_ms
+        clocks = {p: self.clock(p) for p in range(self.partitions)}
+        for key in self._slice("accounts", self.accounts, limit):
+            raw = self.accounts.get(key)
+            if raw is None or self.pending.get(key):
+                continue
+            partition = partition_of(key, self.partitions)
+            clock = clocks.get(partition)
+            if clock is None:
+                continue
+            state = codec.decode_account(raw)
+            kept = account.expire(state, now_ms=clock, policy=policy)
+            if account.is_droppable(kept):
+                batch.writes[("accounts", key)] = (partition, None)
+            elif kept != state:
+                batch.writes[("accounts", key)] = (partition, codec.encode_account(kept))
+        for key in self._slice("seen", self.seen, limit):
+            raw = self.seen.get(key)
+            if raw is None:
+                continue
+            ts_text, _, partition_text = raw.partition(b" ")
+            partition = int(partition_text or 0)
+            clock = clocks.get(partition)
+            if clock is not None and clock - int(ts_text) >= horizon:
+                batch.writes[("seen", key)] = (partition, None)
+        return batch
+
+    def _slice(self, name: str, store: MutableMapping[bytes, bytes], limit: int) -> list[bytes]:
+        """The next `limit` keys of a store, resuming where the last sweep stopped."""
+        cursor = self._cursors.get(name)
+        if cursor is None:
+            cursor = iter(list(store.keys()))
+        keys = []
+        for key in cursor:
+            keys.append(key)
+            if len(keys) >= limit:
+                break
+        else:
+            cursor = None
+        self._cursors[name] = cursor
+        return keys
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """On revocation/assignment: rebuild lift heaps from the (recovered) table."""
@@ -325,11 +378,12 @@ class _Work:
         first = self.seen_now.get(key)
         if first is None:
             raw = self.stage.seen.get(key)
-            first = None if raw is None else int(raw)
+            first = None if raw is None else int(raw.split(b" ", 1)[0])
         if first is not None and now - first < self.stage.policy.state.dedupe_horizon_ms:
             return False
         self.seen_now[key] = now
-        self.batch.writes[("seen", key)] = (partition, b"%d" % now)
+        # The partition rides along so the sweep can tombstone the right changelog partition.
+        self.batch.writes[("seen", key)] = (partition, b"%d %d" % (now, partition))
         return True
 
     def clock(self, partition: int) -> int:
@@ -421,6 +475,7 @@ class DeviceStage:
         self.policy = policy
         self.devices = devices
         self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
+        self._cursor = 0
         self.account_inbox = names.account_inbox
 
     def process(self, records: Iterable[Record]) -> Batch:
@@ -445,4 +500,24 @@ class DeviceStage:
         for key, (partition, state) in states.items():
             value = None if device.is_empty(state) else codec.encode_device(state)
             batch.writes[("devices", key)] = (partition, value)
+        return batch
+
+    def sweep(self, *, partitions: int, limit: int = 5000) -> Batch:
+        """Forget accounts on devices past the device horizon; drop empty devices."""
+        batch = Batch()
+        now = max(self.clocks.values(), default=0)
+        if not now:
+            return batch
+        keys = list(self.devices.keys())
+        start = self._cursor % max(len(keys), 1)
+        for key in keys[start:start + limit]:
+            raw = self.devices.get(key)
+            if raw is None:
+                continue
+            state = codec.decode_device(raw)
+            kept = device.expire(state, now_ms=now, policy=self.policy)
+            if kept is not state:
+                value = None if device.is_empty(kept) else codec.encode_device(kept)
+                batch.writes[("devices", key)] = (partition_of(key, partitions), value)
+        self._cursor = start + limit if start + limit < len(keys) else 0
         return batch

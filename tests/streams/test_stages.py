@@ -263,3 +263,19 @@ def test_arbitrary_bytes_on_any_input_topic_become_a_dead_letter_or_an_event(top
         assert letter["topic"] == topic and letter["error"] and letter["detail"]
         value_back = letter["value"]
         assert value_back is not None or value is None
+
+
+def test_sweep_forgets_idle_accounts_and_old_dedupe_ids_but_keeps_restricted_ones():
+    bus = Bus()
+    bus.feed("friend-adds", {"event_id": "e1", "ts": T0, "account_id": "quiet", "friend_id": "x"})
+    bus.feed("device-signals", {"event_id": "e2", "ts": T0, "account_id": "emu", "device_id": "d",
+                                "emulator": True})
+    assert b"quiet" in bus.accounts and b"e1" in bus.seen
+    for partition in range(PARTITIONS):  # every clock moves 8 days on (lifts fire, windows age)
+        bus.commit(bus.account.process([bus.record(NAMES.account_inbox, None,
+                                                   encode_tick(T0 + 8 * 86_400_000), partition)]))
+    for _ in range(3):
+        bus.commit(bus.account.sweep(limit=1))
+    assert b"quiet" not in bus.accounts      # nothing left that any horizon needs
+    assert b"emu" in bus.accounts            # had decisions: seq must keep growing
+    assert b"e1" not in bus.seen and b"e2" not in bus.seen
