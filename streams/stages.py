@@ -321,9 +321,27 @@ class _Work:
         return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
 
     def handle(self, rec: Record | None, account_id: str, msg: object) -> None:
+        """Apply one message; a lift the clock already passed fires first and after.
+
+        A reply can land after the clock moved past a restriction's `lift_at`
+        (pipelined cross-key answers); replay would have lifted before anything
+        else touched the account, so the same happens here, per account.
+        """
+        partition = self.partition_for(rec, account_id.encode())
+        self.lift_if_due(account_id, partition)
+        self._apply(rec, account_id, msg, partition)
+        self.lift_if_due(account_id, partition)
+
+    def lift_if_due(self, account_id: str, partition: int) -> None:
+        r = self.state(account_id.encode()).lifecycle.restriction
+        if r is not None and r.lift_at is not None and r.lift_at <= self.clock(partition):
+            self.stage.metrics.lifts_fired.inc()
+            self._apply(None, account_id, LiftDue(f"{account_id}>lift>{r.lift_at}", r.lift_at,
+                                                  account_id), partition)
+
+    def _apply(self, rec: Record | None, account_id: str, msg: object, partition: int) -> None:
         stage = self.stage
         key = account_id.encode()
-        partition = rec.partition if rec is not None else partition_of(key, stage.partitions)
         state = self.state(key)
         now = self.clock(partition)
         outcome = account.handle(state, msg, now_ms=now, policy=stage.policy)
@@ -404,7 +422,6 @@ class _Work:
             if r is None or r.lift_at != lift_at:
                 continue
             self.clocks[partition] = max(self.clocks[partition], lift_at)
-            self.stage.metrics.lifts_fired.inc()
             self.deliver(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
         self.clocks[partition] = ts
 

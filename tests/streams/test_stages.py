@@ -279,3 +279,18 @@ def test_sweep_forgets_idle_accounts_and_old_dedupe_ids_but_keeps_restricted_one
     assert b"quiet" not in bus.accounts      # nothing left that any horizon needs
     assert b"emu" in bus.accounts            # had decisions: seq must keep growing
     assert b"e1" not in bus.seen and b"e2" not in bus.seen
+
+
+def test_a_lift_passed_while_replies_were_in_flight_fires_before_the_next_reply():
+    """Two device uses in flight at once; the first restricts with a lift_at the clock has
+    already passed (the second is 15 days later): replay lifts before applying the second."""
+    day = 86_400_000
+    inputs = [("device-signals", {"event_id": "v1", "ts": T0, "account_id": "vn",
+                                  "device_id": "d1", "virtual_number": True}),
+              ("device-signals", {"event_id": "v2", "ts": T0 + 15 * day, "account_id": "vn",
+                                  "device_id": "d1", "virtual_number": True})]
+    bus = Bus()
+    bus.feed_lagged(inputs, lag=5)
+    got = [(d["type"], d["at"]) for d in bus.decisions]
+    want = [(d["type"], d["at"]) for d in replay_decisions(inputs, T0 + 15 * day)]
+    assert got == want == [("restricted", T0), ("lifted", T0 + 14 * day), ("restricted", T0 + 15 * day)]
