@@ -183,7 +183,10 @@ class TopicReader:
     partitions: int
     values: list[bytes] = field(default_factory=list)
 
-    async def read_until(self, done: Callable[[list[bytes]], bool], *, timeout: float) -> list[bytes]:
+    async def read_until(self, done: Callable[[list[bytes]], bool], *, timeout: float,
+                         quiet_s: float | None = None) -> list[bytes]:
+        """Read from the beginning until `done(values)`; with `quiet_s`, also stop (without
+        error) once nothing new arrived for that long, so a mismatch shows as a diff."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
@@ -193,13 +196,17 @@ class TopicReader:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             self.values = []
+            last_new = time.monotonic()
             while not done(self.values):
+                if quiet_s is not None and self.values and time.monotonic() - last_new > quiet_s:
+                    break
                 if time.monotonic() > deadline:
                     raise AssertionError(
                         f"timed out after {timeout}s reading {self.topic}: {len(self.values)} so far")
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
                     self.values.extend(r.value for r in records)
+                    last_new = time.monotonic()
             return self.values
         finally:
             await consumer.stop()

@@ -45,10 +45,11 @@ def live(tmp_path_factory, kafka_bootstrap, redis_url, workload):
            "WARDEN_IDLE_ADVANCE": "false"}
     expected = replay(workload, policy_path=str(policy))
     with running_worker(tmp, env) as worker:
-        asyncio.run(produce(kafka_bootstrap, f"{uid}-", workload, rate=600))
+        asyncio.run(produce(kafka_bootstrap, f"{uid}-", workload, rate=400))
         reader = TopicReader(kafka_bootstrap, f"{uid}-account-decisions", 3)
         target = len(expected)
-        values = asyncio.run(reader.read_until(lambda v: len(v) >= target, timeout=240))
+        values = asyncio.run(reader.read_until(lambda v: len(v) >= target, timeout=240,
+                                               quiet_s=20))
         yield {"worker": worker, "expected": expected, "uid": uid, "env": env,
                "decisions": [orjson.loads(v) for v in values], "redis_url": redis_url,
                "bootstrap": kafka_bootstrap, "policy": str(policy)}
