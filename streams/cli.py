@@ -12,6 +12,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("streams.simulate", "generate labelled synthetic traffic"),
     "worker": ("streams.worker", "run the stream processor (Kafka + Redis)"),
     "demo": ("streams.demo", "run the worker on a simulated workload and explain the result"),
+    "projections": ("streams.rebuild_cmd", "rebuild the Redis read model from account-decisions"),
+    "account": ("streams.account_cmd", "show an account's status and evidence from Redis"),
+    "appeal": ("streams.appeal_cmd", "file or decide an appeal (publishes a command)"),
+    "lift": ("streams.lift_cmd", "lift a restriction manually (publishes a command)"),
+    "false-positive": ("streams.false_positive_cmd",
+                       "lift a restriction as a false positive (publishes a command)"),
+    "restrict": ("streams.restrict_cmd", "restrict features manually (publishes a command)"),
 }
 
 
