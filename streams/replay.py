@@ -8,11 +8,12 @@ aborts the run. Only an unreadable input file is an error (exit status 2).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -51,8 +52,32 @@ def parse_line(line: bytes) -> tuple[str | None, Event | Rejected]:
     return topic, decode_object(topic, obj["value"])
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a batch run.
+
+    The engine's state is millions of small, acyclic frozen values that
+    reference counting frees on its own (a 1M-event replay leaves nothing for
+    `gc.collect()` to find), so generational collections only re-walk live
+    state: about 40% of the run time at 1M events. Restored afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO[bytes] | None,
                  *, until_ms: int | None = None) -> ReplayStats:
+    with collector_paused():
+        return _replay_lines(lines, engine, out, dlq, until_ms=until_ms)
+
+
+def _replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO[bytes] | None,
+                  *, until_ms: int | None = None) -> ReplayStats:
     stats = ReplayStats()
     started = time.perf_counter()
     write = out.write
