@@ -234,17 +234,33 @@ def _device_signal(msg: DeviceMatched) -> Signal:
 
 
 def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
-    """Drop window entries and history that no longer matter at `now_ms`."""
-    windows = {}
-    for name, window in state.windows.items():
-        trigger = ACCOUNT_TRIGGERS[name]
-        kept = trigger.expire(window, now_ms=now_ms, policy=policy)
-        if kept != trigger.initial:
-            windows[name] = kept
+    """Drop window entries and history that no longer matter at `now_ms`.
+
+    Returns `state` itself when nothing expires: the engine sweeps every
+    account, and most have nothing to drop.
+    """
+    windows = state.windows
+    if windows:
+        kept_windows = {}
+        for name, window in windows.items():
+            trigger = ACCOUNT_TRIGGERS[name]
+            kept = trigger.expire(window, now_ms=now_ms, policy=policy)
+            if kept != trigger.initial:
+                kept_windows[name] = kept
+        if len(kept_windows) != len(windows) or any(
+                kept_windows[name] is not window for name, window in windows.items()):
+            windows = kept_windows
     life = lifecycle.expire(state.lifecycle, now_ms=now_ms, policy=policy)
     record = reporters.expire(state.reporter, now_ms=now_ms, policy=policy)
+    devices = state.devices
     device_horizon = now_ms - policy.tainted_device.horizon_ms
-    devices = tuple((d, t) for d, t in state.devices if t > device_horizon)
+    for _, t in devices:
+        if t <= device_horizon:
+            devices = tuple((d, t) for d, t in devices if t > device_horizon)
+            break
+    if (windows is state.windows and life is state.lifecycle and record is state.reporter
+            and devices is state.devices):
+        return state
     return AccountState(life, windows, record, devices)
 
 

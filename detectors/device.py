@@ -64,8 +64,10 @@ def handle(
 def expire(state: DeviceState, *, now_ms: int, policy: Policy) -> DeviceState:
     """Forget accounts whose last use is past every device horizon."""
     cutoff = now_ms - policy.tainted_device.horizon_ms
-    kept = tuple(a for a in state.accounts if a.last_used_at > cutoff or a.restricted)
-    return state if len(kept) == len(state.accounts) else DeviceState(kept)
+    for a in state.accounts:
+        if a.last_used_at <= cutoff and not a.restricted:
+            return DeviceState(tuple(a for a in state.accounts if a.last_used_at > cutoff or a.restricted))
+    return state
 
 
 def is_empty(state: DeviceState) -> bool:

@@ -26,21 +26,35 @@ SWEEP_EVERY = 1 << 16
 
 @dataclass
 class Deduper:
-    """Ids seen within `horizon_ms` of the clock; the first sighting wins."""
+    """Ids seen within `horizon_ms` of the clock; the first sighting wins.
+
+    `now_ms` never decreases (it is the engine clock) and a re-sighted id is
+    moved to the end, so `seen` is ordered by time and expiry stops at the
+    first id still inside the horizon instead of rebuilding the whole map.
+    """
 
     horizon_ms: int
     seen: dict[str, int] = field(default_factory=dict)
 
     def first_sighting(self, msg_id: str, *, now_ms: int) -> bool:
-        first = self.seen.get(msg_id)
-        if first is not None and now_ms - first < self.horizon_ms:
-            return False
-        self.seen[msg_id] = now_ms
+        seen = self.seen
+        first = seen.get(msg_id)
+        if first is not None:
+            if now_ms - first < self.horizon_ms:
+                return False
+            del seen[msg_id]
+        seen[msg_id] = now_ms
         return True
 
     def expire(self, *, now_ms: int) -> None:
         cutoff = now_ms - self.horizon_ms
-        self.seen = {k: t for k, t in self.seen.items() if t > cutoff}
+        stale = []
+        for msg_id, first in self.seen.items():
+            if first > cutoff:
+                break
+            stale.append(msg_id)
+        for msg_id in stale:
+            del self.seen[msg_id]
 
 
 @dataclass
@@ -129,19 +143,20 @@ class Engine:
         """Expire state past every horizon and forget keys with nothing left."""
         if self.clock is None:
             return
-        now = self.clock
-        for key, state in list(self.accounts.items()):
-            kept = account.expire(state, now_ms=now, policy=self.policy)
+        now, policy = self.clock, self.policy
+        accounts, devices = self.accounts, self.devices
+        for key, state in list(accounts.items()):
+            kept = account.expire(state, now_ms=now, policy=policy)
             if account.is_droppable(kept):
-                del self.accounts[key]
-            else:
-                self.accounts[key] = kept
-        for key, dstate in list(self.devices.items()):
-            dkept = device.expire(dstate, now_ms=now, policy=self.policy)
+                del accounts[key]
+            elif kept is not state:
+                accounts[key] = kept
+        for key, dstate in list(devices.items()):
+            dkept = device.expire(dstate, now_ms=now, policy=policy)
             if device.is_empty(dkept):
-                del self.devices[key]
-            else:
-                self.devices[key] = dkept
+                del devices[key]
+            elif dkept is not dstate:
+                devices[key] = dkept
         self.dedupe.expire(now_ms=now)
 
 

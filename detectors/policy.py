@@ -264,6 +264,8 @@ def evolve(state: Lifecycle, d: Decision) -> Lifecycle:
 
 def expire(state: Lifecycle, *, now_ms: int, policy: Policy) -> Lifecycle:
     """Forget earlier restrictions once they no longer count toward levels."""
+    if not state.past_starts:
+        return state
     horizon = now_ms - policy.lifecycle.level_horizon_ms
     kept = tuple(s for s in state.past_starts if s > horizon)
     return state if len(kept) == len(state.past_starts) else replace(state, past_starts=kept)

@@ -63,6 +63,8 @@ def judge(record: ReporterRecord, count: int, *, upheld: bool, ts: int,
 
 
 def expire(record: ReporterRecord, *, now_ms: int, policy: Policy) -> ReporterRecord:
+    if not record.overturned_at and record.muted_until is None:
+        return record  # nothing that can expire (most accounts)
     horizon = now_ms - policy.reporters.overturn_horizon_ms
     recent = tuple(t for t in record.overturned_at if t > horizon)
     muted = record.muted_until if record.muted_until is not None and record.muted_until > now_ms else None

@@ -48,7 +48,8 @@ def step(
 
 def expire(state: State, *, now_ms: int, policy: Policy) -> State:
     p = policy.room_creation_burst
-    return (
-        prune(state[0], horizon_ms=p.open_window_ms, now_ms=now_ms),
-        prune(state[1], horizon_ms=p.any_window_ms, now_ms=now_ms),
-    )
+    open_rooms = prune(state[0], horizon_ms=p.open_window_ms, now_ms=now_ms)
+    any_rooms = prune(state[1], horizon_ms=p.any_window_ms, now_ms=now_ms)
+    if open_rooms is state[0] and any_rooms is state[1]:
+        return state
+    return (open_rooms, any_rooms)
