@@ -1,0 +1,49 @@
+"""When has a worker finished? When its consumer group has committed every topic it reads
+up to the end: inputs, both inboxes (cross-key hops) and account-decisions (the projector).
+
+The agents produce their outputs and wait for the broker's ack before an offset is committed,
+so zero lag everywhere means every decision is on the log and in Redis. A condition to poll
+with harness.wait_for, not a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.topics import TopicNames
+
+
+def worker_topics(prefix: str, app_id: str) -> list[str]:
+    names = TopicNames(prefix, app_id)
+    return [*names.account_sources, names.device_inbox, names.decisions]
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str], partitions: int) -> int:
+    """Messages on `topics` that `group` has not committed yet (end offset - committed)."""
+    tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    lag = 0
+    for tp in tps:
+        meta = committed.get(tp)
+        lag += max(0, ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0))
+    return lag
+
+
+def drained(bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:
+    topics = worker_topics(prefix, app_id)
+    return asyncio.run(group_lag(bootstrap, app_id, topics, partitions)) == 0
