@@ -64,13 +64,13 @@ def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> 
     """Apply one message addressed to this account."""
     match msg:
         case FriendAdded() | RoomCreated() | DeviceSignalled():
-            state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
+            state, signals = run_triggers(state, msg, now_ms=now_ms, policy=policy)
             if msg.device_id is None:
                 return _apply_signals(state, msg.account_id, signals, policy)
             # Decided when the device stage answers, with its triggers' signals too.
             return _announce_device(state, msg, signals, policy)
         case ReportWeighed():
-            state, signals = _run_triggers(state, msg, now_ms=now_ms, policy=policy)
+            state, signals = run_triggers(state, msg, now_ms=now_ms, policy=policy)
             return _apply_signals(state, msg.account_id, signals, policy)
         case DeviceChecked():
             return _apply_signals(state, msg.account_id, msg.signals, policy)
@@ -97,26 +97,31 @@ def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> 
             raise TypeError(f"account stage cannot handle {type(msg).__name__}")
 
 
-def _run_triggers(state: AccountState, event: Any, *, now_ms: int,
-                  policy: Policy) -> tuple[AccountState, tuple[Signal, ...]]:
+def run_triggers(state: AccountState, event: Any, *, now_ms: int,
+                 policy: Policy) -> tuple[AccountState, tuple[Signal, ...]]:
+    """Step every account trigger that consumes `event`; the new state and their signals."""
     windows = state.windows
-    signals: list[Signal] = []
+    signals: tuple[Signal, ...] = ()
     for trigger in BY_EVENT_TYPE.get(type(event), ()):
-        before = windows.get(trigger.name, trigger.initial)
+        name = trigger.name
+        before = windows.get(name, trigger.initial)
         after, fired = trigger.step(before, event, now_ms=now_ms, policy=policy)
-        signals.extend(fired)
+        if fired:
+            signals += fired
         if after is not before:
             if after == trigger.initial:
-                windows = {k: v for k, v in windows.items() if k != trigger.name}
+                windows = {k: v for k, v in windows.items() if k != name}
             else:
-                windows = {**windows, trigger.name: after}
+                windows = {**windows, name: after}
     if windows is not state.windows:
-        state = replace(state, windows=windows)
-    return state, tuple(signals)
+        state = AccountState(state.lifecycle, windows, state.reporter, state.devices)
+    return state, signals
 
 
 def _apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],
                    policy: Policy) -> Outcome:
+    if not signals:
+        return Outcome(state)  # nothing to decide or note: the common device-use answer
     decisions = lifecycle.decide_signals(state.lifecycle, signals, account_id=account_id,
                                          policy=policy)
     return _commit(state, account_id, decisions, signals, policy)
@@ -126,6 +131,8 @@ def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
             signals: tuple[Signal, ...], policy: Policy) -> Outcome:
     """Fold decisions in, then derive the feedback other keys need."""
     decisions = tuple(decisions)
+    if not decisions and not signals:
+        return Outcome(state)
     before = state.lifecycle
     life = before
     outbox: list[Message] = []
@@ -139,7 +146,8 @@ def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
     if fresh:
         at = max(s.ts for s in signals)
         outbox.extend(_judged_refs(account_id, f"{signals[0].event_id}>upheld", at, fresh, upheld=True))
-    state = replace(state, lifecycle=life) if life is not before else state
+    if life is not before:
+        state = AccountState(life, state.windows, state.reporter, state.devices)
     if any(d.type in ("restricted", "extended", "lifted") for d in decisions):
         outbox.extend(_status_to_devices(state, account_id, decisions[-1], decisions[-1].at))
     return Outcome(state, decisions, tuple(outbox))
@@ -161,7 +169,8 @@ def _judged_refs(account_id: str, msg_prefix: str, at: int, refs: Iterable[tuple
     ]
 
 
-def _status(state: AccountState) -> tuple[bool, int, tuple[str, ...], int | None]:
+def status(state: AccountState) -> tuple[bool, int, tuple[str, ...], int | None]:
+    """(restricted, level, scopes, tainted_at): what the device stage records of an account."""
     r = state.lifecycle.restriction
     if r is None:
         return False, 0, (), state.lifecycle.tainted_at
@@ -170,7 +179,7 @@ def _status(state: AccountState) -> tuple[bool, int, tuple[str, ...], int | None
 
 def _status_to_devices(state: AccountState, account_id: str, d: Decision,
                        at: int) -> list[Message]:
-    restricted, level, scopes, tainted_at = _status(state)
+    restricted, level, scopes, tainted_at = status(state)
     return [
         AccountOnDevice(f"{d.decision_id}>status>{device_id}", at, device_id, account_id, False,
                         restricted, level, scopes, tainted_at, d.decision_id)
@@ -181,16 +190,36 @@ def _status_to_devices(state: AccountState, account_id: str, d: Decision,
 def _announce_device(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,
                      signals: tuple[Signal, ...], policy: Policy) -> Outcome:
     """Every use of a device goes to the device stage, with the event's pending signals."""
+    state = note_device_use(state, event, policy)
+    return Outcome(state, outbox=(device_use(state, event, signals),))
+
+
+def note_device_use(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,
+                    policy: Policy) -> AccountState:
+    """Move the event's device to the end of the account's devices, with its latest use."""
     device_id = event.device_id
     assert device_id is not None
-    last = next((t for d, t in state.devices if d == device_id), None)
-    kept = tuple((d, t) for d, t in state.devices if d != device_id)
-    kept = (kept + ((device_id, max(event.ts, last or event.ts)),))[-policy.state.max_devices_per_account:]
-    state = replace(state, devices=kept)
-    restricted, level, scopes, tainted_at = _status(state)
-    use = AccountOnDevice(f"{event.event_id}>used", event.ts, device_id, event.account_id, True,
-                          restricted, level, scopes, tainted_at, event.event_id, signals)
-    return Outcome(state, outbox=(use,))
+    devices, cap = state.devices, policy.state.max_devices_per_account
+    if devices and devices[-1][0] == device_id and len(devices) <= cap:
+        # The account's latest device again (most uses): only its time can move.
+        last = devices[-1][1]
+        if last >= event.ts:
+            return state
+        kept = (*devices[:-1], (device_id, event.ts))
+    else:
+        last = next((t for d, t in devices if d == device_id), None)
+        kept = tuple((d, t) for d, t in devices if d != device_id)
+        kept = (kept + ((device_id, max(event.ts, last or event.ts)),))[-cap:]
+    return AccountState(state.lifecycle, state.windows, state.reporter, kept)
+
+
+def device_use(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,
+               signals: tuple[Signal, ...]) -> AccountOnDevice:
+    """The use the device stage answers, carrying the event's account-stage signals."""
+    restricted, level, scopes, tainted_at = status(state)
+    return AccountOnDevice(f"{event.event_id}>used", event.ts, event.device_id,  # type: ignore[arg-type]
+                           event.account_id, True, restricted, level, scopes, tainted_at,
+                           event.event_id, signals)
 
 
 def _weigh(state: AccountState, report: ReportFiled) -> ReportWeighed:

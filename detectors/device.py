@@ -10,7 +10,7 @@ look at *other* accounts on the device), and evaded accounts with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from detectors.config import Policy
 from detectors.messages import AccountOnDevice, DeviceChecked, DeviceMatched
@@ -36,29 +36,52 @@ def handle(
     state: DeviceState, msg: AccountOnDevice, *, now_ms: int, policy: Policy
 ) -> tuple[DeviceState, tuple[DeviceChecked | DeviceMatched, ...]]:
     """Record the use or status change; answer a use with every signal of its event."""
-    others = tuple(a for a in state.accounts if a.account_id != msg.account_id)
-    previous = next((a for a in state.accounts if a.account_id == msg.account_id), None)
-    if previous is None and not msg.used:
-        return state, ()  # status of an account this device has forgotten
-    last_used = msg.ts if msg.used else previous.last_used_at  # type: ignore[union-attr]
-    if previous is not None:
-        last_used = max(last_used, previous.last_used_at)
-    me = DeviceAccount(msg.account_id, last_used, msg.restricted, msg.level, msg.scopes,
-                       msg.tainted_at)
-    kept = sorted((*others, me), key=lambda a: (a.last_used_at, a.account_id))
-    kept = kept[-policy.state.max_accounts_per_device:]
-    new_state = replace(state, accounts=tuple(kept))
+    new_state, others = record(state, msg.account_id, msg.ts, msg.used, msg.restricted, msg.level,
+                               msg.scopes, msg.tainted_at, policy=policy)
     if not msg.used:
-        return new_state, ()
-    signals = list(msg.pending)
-    out: list[DeviceChecked | DeviceMatched] = []
-    for trigger in DEVICE_TRIGGERS:
-        fired, notices = trigger.step(others, msg, now_ms=now_ms, policy=policy)
-        signals.extend(fired)
-        out.extend(notices)
+        return new_state, ()  # a status change (ignored if the device forgot the account)
+    signals = msg.pending
+    out: tuple[DeviceMatched, ...] = ()
+    if others:  # device triggers only ever look at other accounts on the device
+        for trigger in DEVICE_TRIGGERS:
+            fired, notices = trigger.step(others, msg, now_ms=now_ms, policy=policy)
+            signals += fired
+            out += notices
     checked = DeviceChecked(f"{msg.msg_id}>checked", msg.ts, msg.account_id, msg.device_id,
-                            msg.event_id, tuple(signals))
+                            msg.event_id, signals)
     return new_state, (checked, *out)
+
+
+def record(state: DeviceState, account_id: str, ts: int, used: bool, restricted: bool, level: int,
+           scopes: tuple[str, ...], tainted_at: int | None, *,
+           policy: Policy) -> tuple[DeviceState, tuple[DeviceAccount, ...]]:
+    """The state after an account's use (`used`) or status change, and the *other* accounts.
+
+    Accounts stay ordered by (last use, account_id), capped; an account the
+    device has not seen is recorded only on a use.
+    """
+    accounts = state.accounts
+    if len(accounts) == 1 and accounts[0].account_id == account_id:
+        previous: DeviceAccount | None = accounts[0]  # the account's own device (most uses)
+        others: tuple[DeviceAccount, ...] = ()
+    else:
+        others = tuple(a for a in accounts if a.account_id != account_id)
+        previous = next((a for a in accounts if a.account_id == account_id), None)
+    if previous is None:
+        if not used:
+            return state, others
+        last_used = ts
+    else:
+        last_used = max(ts, previous.last_used_at) if used else previous.last_used_at
+    me = DeviceAccount(account_id, last_used, restricted, level, scopes, tainted_at)
+    if others:
+        kept = sorted((*others, me), key=_use_order)[-policy.state.max_accounts_per_device:]
+        return DeviceState(tuple(kept)), others
+    return DeviceState((me,)), others
+
+
+def _use_order(a: DeviceAccount) -> tuple[int, str]:
+    return a.last_used_at, a.account_id
 
 
 def expire(state: DeviceState, *, now_ms: int, policy: Policy) -> DeviceState:

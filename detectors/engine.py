@@ -18,10 +18,12 @@ from detectors.account import AccountState
 from detectors.config import DEFAULT_POLICY, Policy
 from detectors.decisions import Decision
 from detectors.device import DeviceState
-from detectors.events import Event, Rejected
+from detectors.events import DeviceSignalled, Event, FriendAdded, Rejected, RoomCreated
 from detectors.messages import AccountOnDevice, LiftDue, Message
 
 SWEEP_EVERY = 1 << 16
+_DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
+_NO_DEVICE = DeviceState()
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Deduper:
             del self.seen[msg_id]
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     decisions: list[Decision] = field(default_factory=list)
     rejected: Rejected | None = None
@@ -80,20 +82,50 @@ class Engine:
     def process(self, event: Event) -> Result:
         """One accepted input: lifts the clock passes first, then the event and its feedback."""
         result = Result()
-        if self.clock is None or event.ts > self.clock:
-            result.decisions.extend(self.advance(event.ts))
-        assert self.clock is not None
-        if not self.dedupe.first_sighting(event.event_id, now_ms=self.clock):
+        clock, lifts = self.clock, self._lifts
+        if clock is None or event.ts > clock:
+            if lifts and lifts[0][0] <= event.ts:
+                result.decisions.extend(self.advance(event.ts))
+            clock = self.clock = event.ts
+        if not self.dedupe.first_sighting(event.event_id, now_ms=clock):
             result.duplicate = True
             return result
-        self._queue.append(event)
-        result.rejected = self._drain(result.decisions)
+        result.rejected = self._input(event, clock, result.decisions)
         # A late event may have produced a restriction that is already due.
-        result.decisions.extend(self.advance(self.clock))
+        if lifts and lifts[0][0] <= clock:
+            result.decisions.extend(self.advance(clock))
         self._handled += 1
         if self._handled % SWEEP_EVERY == 0:
             self.sweep()
         return result
+
+    def _input(self, event: Event, now: int, out: list[Decision]) -> Rejected | None:
+        """Handle an input and everything it causes.
+
+        Fast path: a device use on which no account trigger fires, on a device
+        no other account used. Its round trip through the device stage
+        (`AccountOnDevice` answered by a `DeviceChecked` without signals, since
+        device triggers only look at other accounts) decides nothing, so only
+        the two states move: written here directly, as the queue would.
+        """
+        if type(event) in _DEVICE_USES and event.device_id is not None:  # type: ignore[union-attr]
+            policy, key, device_id = self.policy, event.account_id, event.device_id  # type: ignore[union-attr]
+            state, signals = account.run_triggers(self.accounts.get(key, account.EMPTY), event,
+                                                  now_ms=now, policy=policy)
+            state = account.note_device_use(state, event, policy)  # type: ignore[arg-type]
+            self.accounts[key] = state
+            if not signals:
+                restricted, level, scopes, tainted_at = account.status(state)
+                dstate, others = device.record(
+                    self.devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
+                    scopes, tainted_at, policy=policy)
+                if not others:
+                    self.devices[device_id] = dstate
+                    return None
+            self._queue.append(account.device_use(state, event, signals))  # type: ignore[arg-type]
+        else:
+            self._queue.append(event)
+        return self._drain(out)
 
     def advance(self, until_ms: int) -> list[Decision]:
         """Move the clock to `until_ms`, firing due lifts in (lift_at, account_id) order."""
@@ -116,7 +148,7 @@ class Engine:
         now = self.clock
         while self._queue:
             msg = self._queue.popleft()
-            if isinstance(msg, AccountOnDevice):
+            if type(msg) is AccountOnDevice:
                 self._handle_device(msg, now)
                 continue
             key = msg.account_id
@@ -134,7 +166,7 @@ class Engine:
         return rejected
 
     def _handle_device(self, msg: AccountOnDevice, now: int) -> None:
-        state = self.devices.get(msg.device_id, DeviceState())
+        state = self.devices.get(msg.device_id, _NO_DEVICE)
         state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
         self.devices[msg.device_id] = state
         self._queue.extend(matches)
