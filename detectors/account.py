@@ -271,16 +271,23 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     windows = state.windows
     if windows:
         kept_windows = {}
+        changed = False
         for name, window in windows.items():
             trigger = ACCOUNT_TRIGGERS[name]
             kept = trigger.expire(window, now_ms=now_ms, policy=policy)
             if kept != trigger.initial:
                 kept_windows[name] = kept
-        if len(kept_windows) != len(windows) or any(
-                kept_windows[name] is not window for name, window in windows.items()):
+                changed = changed or kept is not window
+            else:
+                changed = True
+        if changed:
             windows = kept_windows
-    life = lifecycle.expire(state.lifecycle, now_ms=now_ms, policy=policy)
-    record = reporters.expire(state.reporter, now_ms=now_ms, policy=policy)
+    life = state.lifecycle
+    if life.past_starts:
+        life = lifecycle.expire(life, now_ms=now_ms, policy=policy)
+    record = state.reporter
+    if record.overturned_at or record.muted_until is not None:
+        record = reporters.expire(record, now_ms=now_ms, policy=policy)
     devices = state.devices
     device_horizon = now_ms - policy.tainted_device.horizon_ms
     for _, t in devices:

@@ -177,18 +177,26 @@ class Engine:
             return
         now, policy = self.clock, self.policy
         accounts, devices = self.accounts, self.devices
-        for key, state in list(accounts.items()):
+        changed: list[tuple[str, AccountState]] = []
+        for key, state in accounts.items():
             kept = account.expire(state, now_ms=now, policy=policy)
+            if kept is not state or account.is_droppable(kept):
+                changed.append((key, kept))
+        for key, kept in changed:
             if account.is_droppable(kept):
                 del accounts[key]
-            elif kept is not state:
+            else:
                 accounts[key] = kept
-        for key, dstate in list(devices.items()):
+        dchanged: list[tuple[str, DeviceState]] = []
+        for dkey, dstate in devices.items():
             dkept = device.expire(dstate, now_ms=now, policy=policy)
+            if dkept is not dstate or device.is_empty(dkept):
+                dchanged.append((dkey, dkept))
+        for dkey, dkept in dchanged:
             if device.is_empty(dkept):
-                del devices[key]
-            elif dkept is not dstate:
-                devices[key] = dkept
+                del devices[dkey]
+            else:
+                devices[dkey] = dkept
         self.dedupe.expire(now_ms=now)
 
 

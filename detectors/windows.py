@@ -15,6 +15,7 @@ burst straddling a fixed bucket boundary is never missed.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from operator import itemgetter
 from typing import NamedTuple
 
 
@@ -34,20 +35,29 @@ def add(window: Window, entry: Entry, *, horizon_ms: int, keep: int, now_ms: int
     `horizon_ms` is the longest window the caller asks about; entries not
     within it of `now_ms` can never count again.
     """
-    entries = list(window)
-    for index, old in enumerate(entries):
-        if old.item == entry.item:
-            if old.ts >= entry.ts:
-                return prune(window, horizon_ms=horizon_ms, now_ms=now_ms)
-            del entries[index]
-            break
+    item = entry.item
+    if item in map(_item, window):  # a re-sighting (rare): keep the later one
+        index = list(map(_item, window)).index(item)
+        if window[index].ts >= entry.ts:
+            return prune(window, horizon_ms=horizon_ms, now_ms=now_ms)
+        entries = list(window)
+        del entries[index]
+    elif not window or window[-1].ts <= entry.ts:  # a new item in order (most adds)
+        return _bounded(window + (entry,), horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
+    else:
+        entries = list(window)
     if not entries or entries[-1].ts <= entry.ts:
         entries.append(entry)
     else:
         insort(entries, entry)
-    cutoff = bisect_right(entries, now_ms - horizon_ms, key=_ts)
-    start = max(cutoff, len(entries) - keep)
-    return tuple(entries[start:])
+    return _bounded(tuple(entries), horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
+
+
+def _bounded(entries: Window, *, horizon_ms: int, keep: int, now_ms: int) -> Window:
+    """Drop the expired head of a non-empty window, and entries beyond the newest `keep`."""
+    cutoff = now_ms - horizon_ms
+    start = 0 if entries[0].ts > cutoff else bisect_right(entries, cutoff, key=_ts)
+    return entries[max(start, len(entries) - keep):]
 
 
 def stream_time(window: Window, ts: int) -> int:
@@ -101,5 +111,6 @@ def within(window: Window, end_ms: int, window_ms: int) -> Window:
     return window[lo:hi]
 
 
-def _ts(entry: Entry) -> int:
-    return entry.ts
+# C-speed keys (Entry.ts and Entry.item are its fields 0 and 1): windows are bisected on every event.
+_ts = itemgetter(0)
+_item = itemgetter(1)
