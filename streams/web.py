@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +30,12 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
 }
+STATIC_DIR = Path(__file__).parent / "static"
+CONSOLE_FILES = {  # the operator console: same-origin files only, so the CSP stays strict
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 def _json(view: web.View, body: Any, status: int = 200) -> web.Response:
@@ -36,6 +43,12 @@ def _json(view: web.View, body: Any, status: int = 200) -> web.Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
     return response
+
+
+def _file(view: web.View, name: str, content_type: str) -> web.Response:
+    # aiohttp refuses a charset in content_type=, so the full header goes in headers=.
+    return view.bytes((STATIC_DIR / name).read_bytes(),
+                      headers={**SECURITY_HEADERS, "Content-Type": content_type})
 
 
 def _error(view: web.View, status: int, code: str, detail: str) -> web.Response:
@@ -153,6 +166,16 @@ def register(warden: Warden) -> None:
             await future
             return _json(self, {"accepted": True, "command_id": command.command_id,
                                 "account_id": command.account_id}, 202)
+
+    @app.page("/console")
+    async def console(self: web.View, request: web.Request) -> web.Response:
+        return _file(self, "console.html", "text/html; charset=utf-8")
+
+    @app.page("/console/{name}")
+    async def console_file(self: web.View, request: web.Request, name: str) -> web.Response:
+        if name not in CONSOLE_FILES:
+            return _error(self, 404, "not_found", f"no console file {name!r}")
+        return _file(self, name, CONSOLE_FILES[name])
 
 
 def _plain(entry: Any) -> Any:
