@@ -20,7 +20,9 @@ services-status:
 
 # Whole suite against real services; services this run started are stopped afterwards,
 # pass or fail. pytest's exit code is kept, except 5 (no tests collected) is a failure.
+# scripts/browser.sh first installs, if missing, what the console's browser test needs.
 test: bootstrap
+	@scripts/browser.sh
 	@rc=0; python3 scripts/services.py run -- $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
