@@ -54,10 +54,11 @@ def browser(tmp_path):
         driver.quit()
 
 
-@pytest.fixture
-def worker(tmp_path, kafka_bootstrap, redis_url):
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory, kafka_bootstrap, redis_url):
     """A worker with an operator token, and two accounts it restricted: one for an emulator,
-    one for an unverifiable overseas number."""
+    one for an unverifiable overseas number. Shared by the module; only the last test acts."""
+    tmp_path = tmp_path_factory.mktemp("console-worker")
     uid = uuid.uuid4().hex[:10]
     env = {"WARDEN_KAFKA_BOOTSTRAP": kafka_bootstrap, "WARDEN_REDIS_URL": redis_url,
            "WARDEN_TOPIC_PREFIX": f"{uid}-", "WARDEN_APP_ID": f"w{uid}",
