@@ -103,7 +103,12 @@ def _plain(value: Any) -> Any:
 
 
 def decode_account(raw: bytes) -> AccountState:
-    version, life, windows, rec, devices = orjson.loads(raw)
+    return account_from_obj(orjson.loads(raw))
+
+
+def account_from_obj(obj: list[Any]) -> AccountState:
+    """`decode_account` of an already-parsed value (it can be embedded in a larger record)."""
+    version, life, windows, rec, devices = obj
     if version != FORMAT:
         raise ValueError(f"account state format {version} is not {FORMAT}")
     seq, r, past, tainted = life

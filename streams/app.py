@@ -72,13 +72,11 @@ class Warden:
         self._declare_tables()
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
-            accounts=self.accounts.data, seen=self.seen.data, clocks=self.clocks.data,
-            pending=self.pending.data, metrics=self.metrics)
+            accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
-        self._tables = {"accounts": self.accounts, "seen": self.seen, "clocks": self.clocks,
-                        "pending": self.pending, "devices": self.devices}
+        self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices}
         self._declare_agents()
         self._declare_lifecycle()
         from streams import web  # routes need the built app
@@ -100,10 +98,8 @@ class Warden:
             return self.app.Table(name, default=None, partitions=self.settings.partitions,
                                   key_type=bytes, value_type=bytes)
 
-        self.accounts = table("accounts")
-        self.seen = table("seen")
+        self.accounts = table("accounts")  # AccountRecord: state + applied ids + parked inputs
         self.clocks = table("clocks")
-        self.pending = table("pending")
         self.devices = table("devices")
 
     def _declare_agents(self) -> None:

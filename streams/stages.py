@@ -35,7 +35,14 @@ from detectors.events import (
     decode,
     key_of,
 )
-from detectors.messages import AccountOnDevice, DeviceChecked, LiftDue, Message, ReportWeighed
+from detectors.messages import (
+    AccountOnDevice,
+    DeviceChecked,
+    LiftDue,
+    Message,
+    ReportsJudged,
+    ReportWeighed,
+)
 from streams.deadletters import dead_letter
 from streams.metrics import Metrics
 from streams.topics import TopicNames
@@ -86,13 +93,12 @@ class AccountStage:
     """The account-keyed stage: inputs, reports, feedback, commands, lifts."""
 
     def __init__(self, *, policy: Policy, names: TopicNames, partitions: int,
-                 accounts: MutableMapping[bytes, bytes], seen: MutableMapping[bytes, bytes],
-                 clocks: MutableMapping[bytes, bytes], pending: MutableMapping[bytes, bytes],
+                 accounts: MutableMapping[bytes, bytes], clocks: MutableMapping[bytes, bytes],
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.policy = policy
         self.partitions = partitions
-        self.accounts, self.seen, self.clocks, self.pending = accounts, seen, clocks, pending
+        self.accounts, self.clocks = accounts, clocks
         self.metrics = metrics
         self.wall_ms = wall_ms
         self.names = names
@@ -131,7 +137,7 @@ class AccountStage:
             for key, raw in list(self.accounts.items()):
                 if partition_of(key, self.partitions) != partition:
                     continue
-                r = codec.decode_account(raw).lifecycle.restriction
+                r = load_account(raw).state.lifecycle.restriction
                 if r is not None and r.lift_at is not None:
                     heap.append((r.lift_at, key.decode()))
             heapq.heapify(heap)
@@ -152,27 +158,20 @@ class AccountStage:
         clocks = {p: self.clock(p) for p in range(self.partitions)}
         for key in self._slice("accounts", self.accounts, limit):
             raw = self.accounts.get(key)
-            if raw is None or self.pending.get(key):
+            if raw is None:
                 continue
             partition = partition_of(key, self.partitions)
             clock = clocks.get(partition)
             if clock is None:
                 continue
-            state = codec.decode_account(raw)
-            kept = account.expire(state, now_ms=clock, policy=policy)
-            if account.is_droppable(kept):
-                batch.writes[("accounts", key)] = (partition, None)
-            elif kept != state:
-                batch.writes[("accounts", key)] = (partition, codec.encode_account(kept))
-        for key in self._slice("seen", self.seen, limit):
-            raw = self.seen.get(key)
-            if raw is None:
+            record = load_account(raw)
+            if record.pending:
                 continue
-            ts_text, _, partition_text = raw.partition(b" ")
-            partition = int(partition_text or 0)
-            clock = clocks.get(partition)
-            if clock is not None and clock - int(ts_text) >= horizon:
-                batch.writes[("seen", key)] = (partition, None)
+            kept = account.expire(record.state, now_ms=clock, policy=policy)
+            seen = {k: t for k, t in record.seen.items() if clock - t < horizon}
+            if kept != record.state or len(seen) != len(record.seen):
+                value = AccountRecord(kept, seen, record.pending).encode()
+                batch.writes[("accounts", key)] = (partition, value)
         return batch
 
     def _slice(self, name: str, store: MutableMapping[bytes, bytes], limit: int) -> list[bytes]:
@@ -217,13 +216,10 @@ class _Work:
     def __init__(self, stage: AccountStage) -> None:
         self.stage = stage
         self.batch = Batch()
-        self.states: dict[bytes, AccountState] = {}
+        self.records: dict[bytes, AccountRecord] = {}
         self.dirty: dict[bytes, int] = {}
-        self.seen_now: dict[bytes, int] = {}
         self.clocks: dict[int, int] = {}
         self.arrivals = 0
-        self.pendings: dict[bytes, _Pending] = {}
-        self.dirty_pending: dict[bytes, int] = {}
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
@@ -254,17 +250,18 @@ class _Work:
         elif isinstance(item, INPUT_TYPES):
             self.advance(rec.partition, item.ts)
             stage.last_event_wall[rec.partition] = stage.wall_ms()
-            if not self.first_sighting(item.event_id, rec.partition):
+            if not self.first_sighting(key_of(item), item.event_id, rec.partition):
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
                 return
             self.deliver(rec, key_of(item), item)
         else:
             msg: Any = item
-            if not isinstance(msg, LiftDue) and not self.first_sighting(msg.msg_id, rec.partition):
-                return
             if isinstance(msg, DeviceChecked | ReportWeighed):
-                self.reply(rec, msg)
-            else:
+                self.reply(rec, msg)  # matched to its flight slot: a repeat finds none
+            elif isinstance(msg, ReportsJudged) and not self.first_sighting(
+                    msg.account_id, msg.msg_id, rec.partition):
+                return
+            else:  # the rest are idempotent: weighing, evasion notices, lifts
                 self.handle(rec, msg.account_id, msg)
 
     # --- per-account causal order ------------------------------------------------
@@ -276,25 +273,24 @@ class _Work:
         several can be in flight, and their replies are applied in send order.
         """
         key = account_id.encode()
-        pending = self.pending(key)
+        pending = self.record(key).pending
         if pending.parked or (pending.flight and not _needs_hop(item)):
             pending.parked.append(_park(rec, item))
-            self.dirty_pending[key] = self.partition_for(rec, key)
+            self.dirty[key] = self.partition_for(rec, key)
             return
         self.handle(rec, account_id, item)
         if _needs_hop(item):
             pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
-            self.dirty_pending[key] = self.partition_for(rec, key)
+            self.dirty[key] = self.partition_for(rec, key)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
         key = msg.account_id.encode()
-        pending = self.pending(key)
-        slot = next((s for s in pending.flight if s[0] == msg.event_id), None)
-        if slot is None:  # not awaited (state from before this feature, or a stray): apply
-            self.handle(rec, msg.account_id, msg)
+        pending = self.record(key).pending
+        slot = next((s for s in pending.flight if s[0] == msg.event_id and s[1] is None), None)
+        if slot is None:  # a redelivered answer: its request was already settled
             return
         slot[1] = msg
-        self.dirty_pending[key] = rec.partition
+        self.dirty[key] = rec.partition
         while pending.flight and pending.flight[0][1] is not None:
             _, ready = pending.flight.pop(0)
             self.handle(rec, msg.account_id, ready)
@@ -308,14 +304,6 @@ class _Work:
             parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
             self.handle(parked_rec, msg.account_id, item)
             pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
-
-    def pending(self, key: bytes) -> _Pending:
-        pending = self.pendings.get(key)
-        if pending is None:
-            raw = self.stage.pending.get(key)
-            pending = _Pending.decode(raw) if raw else _Pending()
-            self.pendings[key] = pending
-        return pending
 
     def partition_for(self, rec: Record | None, key: bytes) -> int:
         return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
@@ -346,7 +334,7 @@ class _Work:
         now = self.clock(partition)
         outcome = account.handle(state, msg, now_ms=now, policy=stage.policy)
         if outcome.state is not state:
-            self.states[key] = outcome.state
+            self.record(key).state = outcome.state
             self.dirty[key] = partition
         if outcome.rejected is not None and rec is not None:
             self.reject(rec, outcome.rejected)
@@ -382,26 +370,26 @@ class _Work:
         self.batch.outputs.append(Output(self.stage.names.dead_letters, rec.key, value))
 
     # --- state, dedupe, clock ---------------------------------------------------------
-    def state(self, key: bytes) -> AccountState:
-        state = self.states.get(key)
-        if state is None:
-            raw = self.stage.accounts.get(key)
-            state = account.EMPTY if raw is None else codec.decode_account(raw)
-            self.states[key] = state
-        return state
+    def record(self, key: bytes) -> AccountRecord:
+        record = self.records.get(key)
+        if record is None:
+            record = load_account(self.stage.accounts.get(key))
+            self.records[key] = record
+        return record
 
-    def first_sighting(self, msg_id: str, partition: int) -> bool:
-        key = msg_id.encode()
+    def state(self, key: bytes) -> AccountState:
+        return self.record(key).state
+
+    def first_sighting(self, account_id: str, msg_id: str, partition: int) -> bool:
+        """Dedupe within the account's own record, so it is written atomically with its effects."""
+        key = account_id.encode()
+        seen = self.record(key).seen
         now = self.clock(partition)
-        first = self.seen_now.get(key)
-        if first is None:
-            raw = self.stage.seen.get(key)
-            first = None if raw is None else int(raw.split(b" ", 1)[0])
+        first = seen.get(msg_id)
         if first is not None and now - first < self.stage.policy.state.dedupe_horizon_ms:
             return False
-        self.seen_now[key] = now
-        # The partition rides along so the sweep can tombstone the right changelog partition.
-        self.batch.writes[("seen", key)] = (partition, b"%d %d" % (now, partition))
+        seen[msg_id] = now
+        self.dirty[key] = partition
         return True
 
     def clock(self, partition: int) -> int:
@@ -427,17 +415,41 @@ class _Work:
 
     def finish(self) -> None:
         stage = self.stage
-        for key, partition in self.dirty_pending.items():
-            pending = self.pendings[key]
-            self.batch.writes[("pending", key)] = (partition, pending.encode() if pending else None)
         for key, partition in self.dirty.items():
-            state = self.states[key]
-            value = None if account.is_droppable(state) else codec.encode_account(state)
-            self.batch.writes[("accounts", key)] = (partition, value)
+            self.batch.writes[("accounts", key)] = (partition, self.records[key].encode())
         for partition, clock in self.clocks.items():
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)
                 stage.metrics.clock_ms.labels(str(partition)).set(clock)
+
+
+@dataclass
+class AccountRecord:
+    """Everything the account stage keeps for one account, in ONE changelog value.
+
+    State, the ids it has applied (dedupe) and the inputs parked behind its
+    cross-key requests change together, so a crash leaves an account wholly
+    before or wholly after a batch: redelivery is then skipped or repeated
+    identically, never half-applied.
+    """
+
+    state: AccountState
+    seen: dict[str, int]
+    pending: _Pending
+
+    def encode(self) -> bytes | None:
+        if not self.seen and not self.pending and account.is_droppable(self.state):
+            return None
+        pending = self.pending.to_obj() if self.pending else None
+        return orjson.dumps([orjson.Fragment(codec.encode_account(self.state)), self.seen, pending])
+
+
+def load_account(raw: bytes | None) -> AccountRecord:
+    if raw is None:
+        return AccountRecord(account.EMPTY, {}, _Pending())
+    state, seen, pending = orjson.loads(raw)
+    return AccountRecord(codec.account_from_obj(state), seen,
+                         _Pending.from_obj(pending) if pending else _Pending())
 
 
 @dataclass
@@ -450,13 +462,13 @@ class _Pending:
     def __bool__(self) -> bool:
         return bool(self.flight or self.parked)
 
-    def encode(self) -> bytes:
+    def to_obj(self) -> list[Any]:
         flight = [[e, None if r is None else codec.encode_message(r).decode()] for e, r in self.flight]
-        return orjson.dumps([flight, self.parked])
+        return [flight, self.parked]
 
     @classmethod
-    def decode(cls, raw: bytes) -> _Pending:
-        flight, parked = orjson.loads(raw)
+    def from_obj(cls, obj: list[Any]) -> _Pending:
+        flight, parked = obj
         return cls([[e, None if r is None else codec.decode_message(r.encode())] for e, r in flight],
                    parked)
 
