@@ -72,7 +72,8 @@ class Warden:
         self._declare_tables()
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
-            accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics)
+            accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
+            highwater=self._highwater)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
@@ -168,6 +169,15 @@ class Warden:
         app = self.app
         return (not app.rebalancing and not app.in_recovery
                 and app.tables.recovery.completed.is_set())
+
+    def _highwater(self, topic: str, partition: int) -> int | None:
+        """End offset the consumer last heard of for an input partition (None: not fetched)."""
+        from faust.types import TP
+
+        try:
+            return self.app.consumer.highwater(TP(topic, partition))
+        except (KeyError, AssertionError, AttributeError):
+            return None
 
     def _assigned_account_partitions(self) -> list[int]:
         inbox = self.settings.topics.account_inbox

@@ -95,7 +95,9 @@ class AccountStage:
     def __init__(self, *, policy: Policy, names: TopicNames, partitions: int,
                  accounts: MutableMapping[bytes, bytes], clocks: MutableMapping[bytes, bytes],
                  metrics: Metrics,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 highwater: Callable[[str, int], int | None] = lambda topic, partition: None
+                 ) -> None:
         self.policy = policy
         self.partitions = partitions
         self.accounts, self.clocks = accounts, clocks
@@ -107,6 +109,10 @@ class AccountStage:
         self._lifts: dict[int, list[tuple[int, str]]] = {}
         self._cursors: dict[str, Any] = {}
         self.last_event_wall: dict[int, int] = {}
+        self.highwater = highwater
+        # per (topic, partition) of an input topic: newest ts and last offset handled
+        self.topic_ts: dict[tuple[str, int], int] = {}
+        self.topic_offset: dict[tuple[str, int], int] = {}
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
@@ -189,6 +195,25 @@ class AccountStage:
         self._cursors[name] = cursor
         return keys
 
+    def lift_clock(self, partition: int, clock: int) -> int:
+        """The time lifts may fire at: `clock`, held back by input topics still behind.
+
+        A topic-partition with records not yet handled (its highwater is past
+        the last offset handled here) has only reached its newest handled `ts`;
+        firing a lift past that could pre-empt an event of that topic that
+        replay would have seen first (a backlog after a restart or a lag).
+        Unknown highwaters (nothing fetched yet) count as caught up only when
+        nothing was handled from that topic-partition either.
+        """
+        held = clock
+        for topic in self.names.inputs:
+            handled = self.topic_offset.get((topic, partition))
+            end = self.highwater(topic, partition)
+            if end is None or end <= (handled + 1 if handled is not None else 0):
+                continue  # caught up (or nothing known to be waiting)
+            held = min(held, self.topic_ts.get((topic, partition), -1))
+        return held
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """On revocation/assignment: rebuild lift heaps from the (recovered) table."""
         for partition in partitions:
@@ -248,12 +273,17 @@ class _Work:
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, INPUT_TYPES):
+            topic_partition = (rec.topic, rec.partition)
+            stage.topic_ts[topic_partition] = max(item.ts, stage.topic_ts.get(topic_partition, item.ts))
             self.advance(rec.partition, item.ts)
             stage.last_event_wall[rec.partition] = stage.wall_ms()
-            if not self.first_sighting(key_of(item), item.event_id, rec.partition):
+            if self.first_sighting(key_of(item), item.event_id, rec.partition):
+                self.deliver(rec, key_of(item), item)
+            else:
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
-                return
-            self.deliver(rec, key_of(item), item)
+            # handled only now: lifts its backlog was holding back may fire
+            stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
+            self.fire_due(rec.partition, stage.lift_clock(rec.partition, self.clock(rec.partition)))
         else:
             msg: Any = item
             if isinstance(msg, DeviceChecked | ReportWeighed):
@@ -322,7 +352,8 @@ class _Work:
 
     def lift_if_due(self, account_id: str, partition: int) -> None:
         r = self.state(account_id.encode()).lifecycle.restriction
-        if r is not None and r.lift_at is not None and r.lift_at <= self.clock(partition):
+        if r is not None and r.lift_at is not None \
+                and r.lift_at <= self.stage.lift_clock(partition, self.clock(partition)):
             self.stage.metrics.lifts_fired.inc()
             self._apply(None, account_id, LiftDue(f"{account_id}>lift>{r.lift_at}", r.lift_at,
                                                   account_id), partition)
@@ -400,18 +431,26 @@ class _Work:
         return clock
 
     def advance(self, partition: int, ts: int) -> None:
-        """Lifts the clock passes fire first, in (lift_at, account_id) order."""
-        if ts <= self.clock(partition):
-            return
+        """Lifts the clock passes fire first, in (lift_at, account_id) order.
+
+        Lifts wait for every input topic of the partition (`lift_clock`), so a
+        backlog in one topic cannot make them fire early.
+        """
+        if ts > self.clock(partition):
+            self.fire_due(partition, self.stage.lift_clock(partition, ts))
+            self.clocks[partition] = max(self.clocks[partition], ts)
+        else:
+            self.fire_due(partition, self.stage.lift_clock(partition, self.clock(partition)))
+
+    def fire_due(self, partition: int, until: int) -> None:
         heap = self.stage.lifts(partition)
-        while heap and heap[0][0] <= ts:
+        while heap and heap[0][0] <= until:
             lift_at, account_id = heapq.heappop(heap)
             r = self.state(account_id.encode()).lifecycle.restriction
             if r is None or r.lift_at != lift_at:
                 continue
             self.clocks[partition] = max(self.clocks[partition], lift_at)
             self.deliver(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
-        self.clocks[partition] = ts
 
     def finish(self) -> None:
         stage = self.stage

@@ -336,3 +336,36 @@ def test_a_crash_between_outputs_and_state_repeats_identical_decisions_and_loses
         assert d == unique[d["decision_id"]]
     assert sorted(unique) == sorted(d["decision_id"] for d in clean.decisions)
     assert crashy.accounts == clean.accounts
+
+
+def test_a_backlogged_topic_holds_lifts_back_so_catching_up_decides_like_replay():
+    """After downtime the worker reads device-signals days ahead of friend-adds. A lift must
+    not fire before friend-adds have caught up: replay extends the restriction instead."""
+    day = 86_400_000
+    inputs = [("device-signals", {"event_id": "d1", "ts": T0, "account_id": "r", "device_id": "dr",
+                                  "emulator": True})]
+    inputs += [("friend-adds", {"event_id": f"f{i}", "ts": T0 + 10 * day + i, "account_id": "r",
+                                "friend_id": f"x{i}"}) for i in range(30)]
+    inputs += [("device-signals", {"event_id": "d2", "ts": T0 + 20 * day, "account_id": "r",
+                                   "device_id": "dr"})]
+    want = [(d["type"], d["at"], d["level"]) for d in replay_decisions(inputs, T0 + 20 * day)]
+
+    def backlog_run(*, watermark: bool):
+        bus = Bus()
+        records = [(t, v, bus.record(t, v["account_id"].encode(), orjson.dumps(v))) for t, v in inputs]
+        ends: dict[tuple[str, int], int] = {}
+        for _, _, rec in records:
+            ends[(rec.topic, rec.partition)] = max(ends.get((rec.topic, rec.partition), 0), rec.offset + 1)
+        if watermark:
+            bus.account.highwater = lambda topic, partition: ends.get((topic, partition), 0)
+        # the backlog: every device signal first, then the friend adds
+        for topic in ("device-signals", "friend-adds"):
+            for t, _, rec in records:
+                if t == topic:
+                    bus._deliver([rec])
+        return [(d["type"], d["at"], d["level"]) for d in bus.decisions]
+
+    assert backlog_run(watermark=True)[:3] == want[:3]
+    assert want[:2] == [("restricted", T0, 1), ("extended", T0 + 10 * day + 29, 1)]
+    # without the watermark the lift fires early and the burst escalates to level 2
+    assert backlog_run(watermark=False)[:3] != want[:3]
