@@ -66,14 +66,14 @@ def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> 
         case FriendAdded() | RoomCreated() | DeviceSignalled():
             state, signals = run_triggers(state, msg, now_ms=now_ms, policy=policy)
             if msg.device_id is None:
-                return _apply_signals(state, msg.account_id, signals, policy)
+                return apply_signals(state, msg.account_id, signals, policy)
             # Decided when the device stage answers, with its triggers' signals too.
             return _announce_device(state, msg, signals, policy)
         case ReportWeighed():
             state, signals = run_triggers(state, msg, now_ms=now_ms, policy=policy)
-            return _apply_signals(state, msg.account_id, signals, policy)
+            return apply_signals(state, msg.account_id, signals, policy)
         case DeviceChecked():
-            return _apply_signals(state, msg.account_id, msg.signals, policy)
+            return apply_signals(state, msg.account_id, msg.signals, policy)
         case MessageReported():
             return Outcome(state, outbox=(ReportFiled(
                 f"{msg.event_id}>filed", msg.ts, msg.event_id, msg.reporter_id, msg.reported_id,
@@ -83,7 +83,7 @@ def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> 
         case ReportsJudged():
             return _judge(state, msg, policy)
         case DeviceMatched():
-            return _apply_signals(state, msg.account_id, (_device_signal(msg),), policy)
+            return apply_signals(state, msg.account_id, (_device_signal(msg),), policy)
         case ModerationCommanded():
             result = lifecycle.decide_command(state.lifecycle, msg, policy=policy)
             if isinstance(result, Rejected):
@@ -118,8 +118,9 @@ def run_triggers(state: AccountState, event: Any, *, now_ms: int,
     return state, signals
 
 
-def _apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],
-                   policy: Policy) -> Outcome:
+def apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],
+                  policy: Policy) -> Outcome:
+    """Decide on every signal of one event at once, and note them on the restriction."""
     if not signals:
         return Outcome(state)  # nothing to decide or note: the common device-use answer
     decisions = lifecycle.decide_signals(state.lifecycle, signals, account_id=account_id,

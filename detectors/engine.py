@@ -24,6 +24,7 @@ from detectors.messages import AccountOnDevice, LiftDue, Message
 SWEEP_EVERY = 1 << 16
 _DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
 _NO_DEVICE = DeviceState()
+DUPLICATE = Rejected("duplicate", "event_id already seen within the dedupe horizon")
 
 
 @dataclass
@@ -82,31 +83,40 @@ class Engine:
     def process(self, event: Event) -> Result:
         """One accepted input: lifts the clock passes first, then the event and its feedback."""
         result = Result()
+        status = self.feed(event, result.decisions)
+        if status is DUPLICATE:
+            result.duplicate = True
+        else:
+            result.rejected = status
+        return result
+
+    def feed(self, event: Event, out: list[Decision]) -> Rejected | None:
+        """`process` for batch callers: decisions go to `out`; returns `DUPLICATE`, a
+        rejection of the input, or None."""
         clock, lifts = self.clock, self._lifts
         if clock is None or event.ts > clock:
             if lifts and lifts[0][0] <= event.ts:
-                result.decisions.extend(self.advance(event.ts))
+                out.extend(self.advance(event.ts))
             clock = self.clock = event.ts
         if not self.dedupe.first_sighting(event.event_id, now_ms=clock):
-            result.duplicate = True
-            return result
-        result.rejected = self._input(event, clock, result.decisions)
+            return DUPLICATE
+        rejected = self._input(event, clock, out)
         # A late event may have produced a restriction that is already due.
         if lifts and lifts[0][0] <= clock:
-            result.decisions.extend(self.advance(clock))
+            out.extend(self.advance(clock))
         self._handled += 1
         if self._handled % SWEEP_EVERY == 0:
             self.sweep()
-        return result
+        return rejected
 
     def _input(self, event: Event, now: int, out: list[Decision]) -> Rejected | None:
         """Handle an input and everything it causes.
 
-        Fast path: a device use on which no account trigger fires, on a device
-        no other account used. Its round trip through the device stage
-        (`AccountOnDevice` answered by a `DeviceChecked` without signals, since
-        device triggers only look at other accounts) decides nothing, so only
-        the two states move: written here directly, as the queue would.
+        Fast path: a device use on a device no other account used. The device
+        stage would answer its `AccountOnDevice` with a `DeviceChecked` carrying
+        just the account-stage signals (device triggers only look at other
+        accounts), first in an empty queue; so both states are moved here
+        directly and the signals decided at once, as the round trip would.
         """
         if type(event) in _DEVICE_USES and event.device_id is not None:  # type: ignore[union-attr]
             policy, key, device_id = self.policy, event.account_id, event.device_id  # type: ignore[union-attr]
@@ -114,15 +124,17 @@ class Engine:
                                                   now_ms=now, policy=policy)
             state = account.note_device_use(state, event, policy)  # type: ignore[arg-type]
             self.accounts[key] = state
+            restricted, level, scopes, tainted_at = account.status(state)
+            dstate, others = device.record(
+                self.devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
+                scopes, tainted_at, policy=policy)
+            if others:
+                self._queue.append(account.device_use(state, event, signals))  # type: ignore[arg-type]
+                return self._drain(out)
+            self.devices[device_id] = dstate
             if not signals:
-                restricted, level, scopes, tainted_at = account.status(state)
-                dstate, others = device.record(
-                    self.devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
-                    scopes, tainted_at, policy=policy)
-                if not others:
-                    self.devices[device_id] = dstate
-                    return None
-            self._queue.append(account.device_use(state, event, signals))  # type: ignore[arg-type]
+                return None
+            self._settle(key, account.apply_signals(state, key, signals, policy), out)
         else:
             self._queue.append(event)
         return self._drain(out)
@@ -145,25 +157,29 @@ class Engine:
     def _drain(self, out: list[Decision]) -> Rejected | None:
         rejected = None
         assert self.clock is not None
-        now = self.clock
-        while self._queue:
-            msg = self._queue.popleft()
+        now, queue, accounts = self.clock, self._queue, self.accounts
+        while queue:
+            msg = queue.popleft()
             if type(msg) is AccountOnDevice:
                 self._handle_device(msg, now)
                 continue
             key = msg.account_id
-            before = self.accounts.get(key, account.EMPTY)
-            outcome = account.handle(before, msg, now_ms=now, policy=self.policy)
-            self.accounts[key] = outcome.state
-            if outcome.rejected is not None:
-                rejected = outcome.rejected
-            if outcome.decisions:
-                out.extend(outcome.decisions)
-                r = outcome.state.lifecycle.restriction
-                if r is not None and r.lift_at is not None:
-                    heapq.heappush(self._lifts, (r.lift_at, key))
-            self._queue.extend(outcome.outbox)
+            outcome = account.handle(accounts.get(key, account.EMPTY), msg, now_ms=now,
+                                     policy=self.policy)
+            rejected = self._settle(key, outcome, out) or rejected
         return rejected
+
+    def _settle(self, key: str, outcome: account.Outcome, out: list[Decision]) -> Rejected | None:
+        """Store an account's outcome: decisions out, its next lift scheduled, messages queued."""
+        self.accounts[key] = outcome.state
+        if outcome.decisions:
+            out.extend(outcome.decisions)
+            r = outcome.state.lifecycle.restriction
+            if r is not None and r.lift_at is not None:
+                heapq.heappush(self._lifts, (r.lift_at, key))
+        if outcome.outbox:
+            self._queue.extend(outcome.outbox)
+        return outcome.rejected
 
     def _handle_device(self, msg: AccountOnDevice, now: int) -> None:
         state = self.devices.get(msg.device_id, _NO_DEVICE)

@@ -130,11 +130,16 @@ def note_signals(state: Lifecycle, signals: Sequence[Signal]) -> tuple[Lifecycle
     r = state.restriction
     if r is None or not signals:
         return state, ()
-    known = set(r.upheld)
-    fresh = tuple(ref for s in signals for ref in s.upheld if ref not in known)
-    fresh = tuple(dict.fromkeys(fresh))
+    fresh: tuple[tuple[str, str], ...] = ()
+    if any(s.upheld for s in signals):
+        known = set(r.upheld)
+        fresh = tuple(dict.fromkeys(ref for s in signals for ref in s.upheld if ref not in known))
     last = max(r.last_signal_at, *(s.ts for s in signals))
-    return replace(state, restriction=replace(r, last_signal_at=last, upheld=r.upheld + fresh)), fresh
+    if last == r.last_signal_at and not fresh:
+        return state, ()
+    restriction = Restriction(r.started_at, r.level, r.scopes, r.triggers, r.lift_at, last, r.appeal,
+                              r.upheld + fresh)
+    return Lifecycle(state.seq, restriction, state.past_starts, state.tainted_at), fresh
 
 
 def decide_lift_due(state: Lifecycle, *, account_id: str, now_ms: int,

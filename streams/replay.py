@@ -20,7 +20,8 @@ from typing import IO
 import orjson
 
 from detectors.config import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from detectors.engine import Engine
+from detectors.decisions import Decision
+from detectors.engine import DUPLICATE, Engine
 from detectors.events import MAX_MESSAGE_BYTES, Event, Rejected, decode_object
 
 
@@ -80,29 +81,34 @@ def _replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: I
                   *, until_ms: int | None = None) -> ReplayStats:
     stats = ReplayStats()
     started = time.perf_counter()
-    write = out.write
+    write, feed, tally = out.write, engine.feed, stats.decisions
+    decisions: list[Decision] = []
+    count = accepted = duplicates = 0
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
             continue
-        stats.lines += 1
+        count += 1
         topic, parsed = parse_line(line)
-        if isinstance(parsed, Rejected):
+        if type(parsed) is Rejected:
             _reject(dlq, stats, number, topic, parsed)
             continue
-        result = engine.process(parsed)
-        if result.duplicate:
-            stats.duplicates += 1
+        status = feed(parsed, decisions)  # type: ignore[arg-type]
+        if status is DUPLICATE:
+            duplicates += 1
             continue
-        stats.accepted += 1
-        if result.rejected is not None:
-            _reject(dlq, stats, number, topic, result.rejected)
-        for decision in result.decisions:
-            stats.decisions[decision.type] += 1
-            write(decision.to_json() + b"\n")
+        accepted += 1
+        if status is not None:
+            _reject(dlq, stats, number, topic, status)
+        if decisions:
+            for decision in decisions:
+                tally[decision.type] += 1
+                write(decision.to_json() + b"\n")
+            decisions.clear()
+    stats.lines, stats.accepted, stats.duplicates = count, accepted, duplicates
     if until_ms is not None:
         for decision in engine.advance(until_ms):
-            stats.decisions[decision.type] += 1
+            tally[decision.type] += 1
             write(decision.to_json() + b"\n")
     stats.seconds = time.perf_counter() - started
     return stats
