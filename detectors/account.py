@@ -203,14 +203,13 @@ def note_device_use(state: AccountState, event: FriendAdded | RoomCreated | Devi
     devices, cap = state.devices, policy.state.max_devices_per_account
     if devices and devices[-1][0] == device_id and len(devices) <= cap:
         # The account's latest device again (most uses): only its time can move.
-        last = devices[-1][1]
-        if last >= event.ts:
+        if devices[-1][1] >= event.ts:
             return state
         kept = (*devices[:-1], (device_id, event.ts))
     else:
         last = next((t for d, t in devices if d == device_id), None)
-        kept = tuple((d, t) for d, t in devices if d != device_id)
-        kept = (kept + ((device_id, max(event.ts, last or event.ts)),))[-cap:]
+        others = tuple((d, t) for d, t in devices if d != device_id)
+        kept = (*others, (device_id, max(event.ts, last or event.ts)))[-cap:]
     return AccountState(state.lifecycle, state.windows, state.reporter, kept)
 
 

@@ -89,7 +89,8 @@ def expire(state: DeviceState, *, now_ms: int, policy: Policy) -> DeviceState:
     cutoff = now_ms - policy.tainted_device.horizon_ms
     for a in state.accounts:
         if a.last_used_at <= cutoff and not a.restricted:
-            return DeviceState(tuple(a for a in state.accounts if a.last_used_at > cutoff or a.restricted))
+            kept = tuple(a for a in state.accounts if a.last_used_at > cutoff or a.restricted)
+            return DeviceState(kept)
     return state
 
 

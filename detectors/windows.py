@@ -43,7 +43,7 @@ def add(window: Window, entry: Entry, *, horizon_ms: int, keep: int, now_ms: int
         entries = list(window)
         del entries[index]
     elif not window or window[-1].ts <= entry.ts:  # a new item in order (most adds)
-        return _bounded(window + (entry,), horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
+        return _bounded((*window, entry), horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
     else:
         entries = list(window)
     if not entries or entries[-1].ts <= entry.ts:
@@ -111,6 +111,6 @@ def within(window: Window, end_ms: int, window_ms: int) -> Window:
     return window[lo:hi]
 
 
-# C-speed keys (Entry.ts and Entry.item are its fields 0 and 1): windows are bisected on every event.
+# C-speed keys (Entry.ts and Entry.item are fields 0 and 1): used on every event.
 _ts = itemgetter(0)
 _item = itemgetter(1)
