@@ -96,7 +96,7 @@ class AccountStage:
                  accounts: MutableMapping[bytes, bytes], clocks: MutableMapping[bytes, bytes],
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 highwater: Callable[[str, int], int | None] = lambda topic, partition: None
+                 highwater: Callable[[str, int], int | None] = lambda topic, partition: 0
                  ) -> None:
         self.policy = policy
         self.partitions = partitions
@@ -202,15 +202,15 @@ class AccountStage:
         the last offset handled here) has only reached its newest handled `ts`;
         firing a lift past that could pre-empt an event of that topic that
         replay would have seen first (a backlog after a restart or a lag).
-        Unknown highwaters (nothing fetched yet) count as caught up only when
-        nothing was handled from that topic-partition either.
+        An unknown highwater (not fetched yet, e.g. just after a restart) holds
+        lifts back too: the partition may hold a backlog.
         """
         held = clock
         for topic in self.names.inputs:
             handled = self.topic_offset.get((topic, partition))
             end = self.highwater(topic, partition)
-            if end is None or end <= (handled + 1 if handled is not None else 0):
-                continue  # caught up (or nothing known to be waiting)
+            if end is not None and end <= (handled + 1 if handled is not None else 0):
+                continue  # caught up
             held = min(held, self.topic_ts.get((topic, partition), -1))
         return held
 
@@ -310,7 +310,7 @@ class _Work:
             return
         self.handle(rec, account_id, item)
         if _needs_hop(item):
-            pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
             self.dirty[key] = self.partition_for(rec, key)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
@@ -322,18 +322,18 @@ class _Work:
         slot[1] = msg
         self.dirty[key] = rec.partition
         while pending.flight and pending.flight[0][1] is not None:
-            _, ready = pending.flight.pop(0)
+            ready = pending.flight.pop(0)[1]
             self.handle(rec, msg.account_id, ready)
         while pending.parked and not pending.flight:
             parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
             self.handle(parked_rec, msg.account_id, item)
             if _needs_hop(item):
-                pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+                pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
         # hop inputs parked behind the last non-hop one can go out together
         while pending.parked and _needs_hop(_unpark(self.stage.names, pending.parked[0])[1]):
             parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
             self.handle(parked_rec, msg.account_id, item)
-            pending.flight.append([item.event_id, None])  # type: ignore[attr-defined]
+            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
 
     def partition_for(self, rec: Record | None, key: bytes) -> int:
         return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
@@ -346,14 +346,26 @@ class _Work:
         else touched the account, so the same happens here, per account.
         """
         partition = self.partition_for(rec, account_id.encode())
-        self.lift_if_due(account_id, partition)
+        self.lift_if_due(account_id, partition, before_ts=getattr(msg, "ts", None))
         self._apply(rec, account_id, msg, partition)
         self.lift_if_due(account_id, partition)
 
-    def lift_if_due(self, account_id: str, partition: int) -> None:
-        r = self.state(account_id.encode()).lifecycle.restriction
-        if r is not None and r.lift_at is not None \
-                and r.lift_at <= self.stage.lift_clock(partition, self.clock(partition)):
+    def lift_if_due(self, account_id: str, partition: int, *, before_ts: int | None = None) -> None:
+        """Fire the account's lift where replay would: before an item from after `lift_at`,
+        or once the clock (held back by lagging topics) passed it and none of the
+        account's own pending items is older than it."""
+        key = account_id.encode()
+        r = self.state(key).lifecycle.restriction
+        if r is None or r.lift_at is None:
+            return
+        limit = self.stage.lift_clock(partition, self.clock(partition))
+        if r.lift_at > limit:
+            return  # an input topic still behind may hold an earlier event for it
+        due = before_ts is not None and r.lift_at <= before_ts
+        if not due:
+            oldest = self.record(key).pending.oldest_ts()
+            due = oldest is None or oldest >= r.lift_at
+        if due:
             self.stage.metrics.lifts_fired.inc()
             self._apply(None, account_id, LiftDue(f"{account_id}>lift>{r.lift_at}", r.lift_at,
                                                   account_id), partition)
@@ -449,6 +461,9 @@ class _Work:
             r = self.state(account_id.encode()).lifecycle.restriction
             if r is None or r.lift_at != lift_at:
                 continue
+            oldest = self.record(account_id.encode()).pending.oldest_ts()
+            if oldest is not None and oldest < lift_at:
+                continue  # its own older items go first; lift_if_due fires it after them
             self.clocks[partition] = max(self.clocks[partition], lift_at)
             self.deliver(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at, account_id))
 
@@ -501,15 +516,27 @@ class _Pending:
     def __bool__(self) -> bool:
         return bool(self.flight or self.parked)
 
+    def oldest_ts(self) -> int | None:
+        """Event time of the oldest item still waiting (in flight or parked)."""
+        times = [slot[2] for slot in self.flight] + [_parked_ts(p) for p in self.parked]
+        return min(times) if times else None
+
     def to_obj(self) -> list[Any]:
-        flight = [[e, None if r is None else codec.encode_message(r).decode()] for e, r in self.flight]
+        flight = [[e, None if r is None else codec.encode_message(r).decode(), ts]
+                  for e, r, ts in self.flight]
         return [flight, self.parked]
 
     @classmethod
     def from_obj(cls, obj: list[Any]) -> _Pending:
         flight, parked = obj
-        return cls([[e, None if r is None else codec.decode_message(r.encode())] for e, r in flight],
-                   parked)
+        return cls([[e, None if r is None else codec.decode_message(r.encode()), ts]
+                    for e, r, ts in flight], parked)
+
+
+def _parked_ts(parked: list[Any]) -> int:
+    if parked[0] == "lift":
+        return int(parked[2])
+    return int(orjson.loads(parked[5])["ts"])
 
 
 def _needs_hop(item: object) -> bool:
