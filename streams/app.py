@@ -162,6 +162,7 @@ class Warden:
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
+            await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
 
     @property
     def recovered(self) -> bool:
@@ -169,6 +170,25 @@ class Warden:
         app = self.app
         return (not app.rebalancing and not app.in_recovery
                 and app.tables.recovery.completed.is_set())
+
+    async def _seed_positions(self, assigned: Any) -> None:
+        """Where each input partition resumes: nothing before it is waiting to be handled.
+
+        Without this, after a restart an input topic that receives nothing new
+        would look forever behind and hold every lift back (`lift_clock`).
+        """
+        inputs = set(self.settings.topics.inputs)
+        for tp in assigned or ():
+            if tp.topic not in inputs:
+                continue
+            try:
+                position = await self.app.consumer.position(tp)
+            except Exception:  # noqa: BLE001 - a missing position only delays lifts
+                continue
+            if position is not None:
+                key = (tp.topic, tp.partition)
+                stage = self.account_stage
+                stage.topic_offset[key] = max(position - 1, stage.topic_offset.get(key, -1))
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """End offset the consumer last heard of for an input partition (None: not fetched)."""
