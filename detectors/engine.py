@@ -79,6 +79,7 @@ class Engine:
         self._lifts: list[tuple[int, str]] = []
         self._queue: deque[Message | Event] = deque()
         self._handled = 0
+        self._earliest_ms: int | None = None  # lowest input ts: no stored use time is older
 
     def process(self, event: Event) -> Result:
         """One accepted input: lifts the clock passes first, then the event and its feedback."""
@@ -94,6 +95,8 @@ class Engine:
         """`process` for batch callers: decisions go to `out`; returns `DUPLICATE`, a
         rejection of the input, or None."""
         clock, lifts = self.clock, self._lifts
+        if self._earliest_ms is None or event.ts < self._earliest_ms:
+            self._earliest_ms = event.ts
         if clock is None or event.ts > clock:
             if lifts and lifts[0][0] <= event.ts:
                 out.extend(self.advance(event.ts))
@@ -184,7 +187,10 @@ class Engine:
     def _handle_device(self, msg: AccountOnDevice, now: int) -> None:
         state = self.devices.get(msg.device_id, _NO_DEVICE)
         state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
-        self.devices[msg.device_id] = state
+        if device.is_empty(state):  # a status change for an account the device forgot
+            self.devices.pop(msg.device_id, None)
+        else:
+            self.devices[msg.device_id] = state
         self._queue.extend(matches)
 
     def sweep(self) -> None:
@@ -192,7 +198,7 @@ class Engine:
         if self.clock is None:
             return
         now, policy = self.clock, self.policy
-        accounts, devices = self.accounts, self.devices
+        accounts = self.accounts
         changed: list[tuple[str, AccountState]] = []
         for key, state in accounts.items():
             kept = account.expire(state, now_ms=now, policy=policy)
@@ -203,17 +209,22 @@ class Engine:
                 del accounts[key]
             else:
                 accounts[key] = kept
-        dchanged: list[tuple[str, DeviceState]] = []
-        for dkey, dstate in devices.items():
-            dkept = device.expire(dstate, now_ms=now, policy=policy)
-            if dkept is not dstate or device.is_empty(dkept):
-                dchanged.append((dkey, dkept))
-        for dkey, dkept in dchanged:
-            if device.is_empty(dkept):
-                del devices[dkey]
-            else:
-                devices[dkey] = dkept
+        if self._earliest_ms is not None and now - policy.tainted_device.horizon_ms >= self._earliest_ms:
+            self._sweep_devices(now)  # else no use is old enough yet: device state cannot expire
         self.dedupe.expire(now_ms=now)
+
+    def _sweep_devices(self, now: int) -> None:
+        devices, policy = self.devices, self.policy
+        changed: list[tuple[str, DeviceState]] = []
+        for key, state in devices.items():
+            kept = device.expire(state, now_ms=now, policy=policy)
+            if kept is not state or device.is_empty(kept):
+                changed.append((key, kept))
+        for key, kept in changed:
+            if device.is_empty(kept):
+                del devices[key]
+            else:
+                devices[key] = kept
 
 
 def run(events: Iterable[Event], *, policy: Policy = DEFAULT_POLICY,
