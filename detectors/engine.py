@@ -209,7 +209,8 @@ class Engine:
                 del accounts[key]
             else:
                 accounts[key] = kept
-        if self._earliest_ms is not None and now - policy.tainted_device.horizon_ms >= self._earliest_ms:
+        earliest = self._earliest_ms
+        if earliest is not None and now - policy.tainted_device.horizon_ms >= earliest:
             self._sweep_devices(now)  # else no use is old enough yet: device state cannot expire
         self.dedupe.expire(now_ms=now)
 
