@@ -127,6 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="-", help="decisions JSONL (default stdout)")
     parser.add_argument("--dlq", help="dead-letter JSONL for invalid lines (default: discard, counted)")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD.toml", "NEW.toml"),
+                        help="back-test: which accounts would gain, lose or change restrictions "
+                             "under NEW compared with OLD (report instead of decisions)")
+    parser.add_argument("--json", action="store_true", help="with --compare: the report as JSON")
 
 
 def load_policy_arg(path: str | None) -> Policy:
@@ -134,6 +138,8 @@ def load_policy_arg(path: str | None) -> Policy:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _compare(args)
     try:
         policy = load_policy_arg(args.policy)
     except PolicyError as exc:
@@ -156,6 +162,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary(stats, policy), file=sys.stderr)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from streams import backtest
+
+    try:
+        old, new = (load_policy(path) for path in args.compare)
+    except PolicyError as exc:
+        print(f"warden replay --compare: {exc}", file=sys.stderr)
+        return 2
+    try:
+        source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"warden replay: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with source, collector_paused():
+        return backtest.run(args, source, old, new)
 
 
 def summary(stats: ReplayStats, policy: Policy) -> str:
