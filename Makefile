@@ -20,9 +20,11 @@ services-status:
 
 # Whole suite against real services; services this run started are stopped afterwards,
 # pass or fail. pytest's exit code is kept, except 5 (no tests collected) is a failure.
-# scripts/browser.sh first installs, if missing, what the console's browser test needs.
+# scripts/browser.sh and scripts/promtool.sh first install, if missing, what the browser test
+# and the alert-rule check need.
 test: bootstrap
 	@scripts/browser.sh
+	@scripts/promtool.sh
 	@rc=0; python3 scripts/services.py run -- $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc

@@ -133,7 +133,10 @@ class Warden:
         @app.timer(interval=self.settings.tick_interval_s, on_leader=False)
         async def idle_clock() -> None:
             """Idle partitions advance their clock from the wall clock (SPEC "Time")."""
-            if not self.settings.idle_advance or not self.recovered:
+            if not self.recovered:
+                return
+            self.account_stage.report_lag(self._assigned_account_partitions())
+            if not self.settings.idle_advance:
                 return
             ticks = self.account_stage.idle_ticks(self._assigned_account_partitions(),
                                                   grace_ms=self.settings.idle_grace_ms)

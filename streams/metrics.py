@@ -46,6 +46,9 @@ class Metrics:
                                    registry=registry)
         self.clock_ms = Gauge("warden_processing_clock_ms", "Event-time clock per partition",
                               ["partition"], registry=registry)
+        self.consumer_lag = Gauge("warden_consumer_lag",
+                                  "Input records not yet handled, per input topic and partition",
+                                  ["topic", "partition"], registry=registry)
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)

@@ -214,6 +214,17 @@ class AccountStage:
             held = min(held, self.topic_ts.get((topic, partition), -1))
         return held
 
+    def report_lag(self, assigned: Iterable[int]) -> None:
+        """`warden_consumer_lag`: highwater minus what was handled, per input partition."""
+        for partition in assigned:
+            for topic in self.names.inputs:
+                end = self.highwater(topic, partition)
+                if end is None:
+                    continue
+                handled = self.topic_offset.get((topic, partition), -1)
+                lag = max(0, end - handled - 1)
+                self.metrics.consumer_lag.labels(self.names.canonical(topic), str(partition)).set(lag)
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """On revocation/assignment: rebuild lift heaps from the (recovered) table."""
         for partition in partitions:
