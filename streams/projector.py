@@ -40,7 +40,11 @@ class Projector:
 
     async def start(self) -> None:
         if self.redis is None:
-            self.redis = Redis.from_url(self.settings.redis_url, **self.settings.redis_options())
+            # Timeouts turn a frozen or partitioned Redis into errors (retried with backoff,
+            # reported on /health) instead of a projector that hangs silently.
+            self.redis = Redis.from_url(self.settings.redis_url, socket_timeout=5,
+                                        socket_connect_timeout=3, health_check_interval=10,
+                                        **self.settings.redis_options())
 
     async def _current_view(self) -> RedisView:
         assert self.redis is not None
