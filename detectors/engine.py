@@ -17,7 +17,7 @@ from detectors import account, device
 from detectors.account import AccountState
 from detectors.config import DEFAULT_POLICY, Policy
 from detectors.decisions import Decision
-from detectors.device import DeviceState
+from detectors.device import DeviceAccount, DeviceState
 from detectors.events import DeviceSignalled, Event, FriendAdded, Rejected, RoomCreated
 from detectors.messages import AccountOnDevice, LiftDue, Message
 
@@ -72,14 +72,31 @@ class Engine:
 
     def __init__(self, policy: Policy = DEFAULT_POLICY) -> None:
         self.policy = policy
-        self.accounts: dict[str, AccountState] = {}
-        self.devices: dict[str, DeviceState] = {}
+        self._accounts: dict[str, AccountState] = {}
+        self._devices: dict[str, DeviceState] = {}
+        # Write-behind of the one thing most device uses change (see `_input`): device id ->
+        # time of the newest use by the device's only account, not yet in either state. A
+        # mutable map private to the engine, because rebuilding both frozen states on every
+        # such use was a fifth of a replay. Folded in before anything else reads either state.
+        self._uses: dict[str, int] = {}
         self.dedupe = Deduper(policy.state.dedupe_horizon_ms)
         self.clock: int | None = None
         self._lifts: list[tuple[int, str]] = []
         self._queue: deque[Message | Event] = deque()
         self._handled = 0
         self._earliest_ms: int | None = None  # lowest input ts: no stored use time is older
+
+    @property
+    def accounts(self) -> dict[str, AccountState]:
+        """Account states by id (read-only use)."""
+        self._fold_all_uses()
+        return self._accounts
+
+    @property
+    def devices(self) -> dict[str, DeviceState]:
+        """Device states by id (read-only use)."""
+        self._fold_all_uses()
+        return self._devices
 
     def process(self, event: Event) -> Result:
         """One accepted input: lifts the clock passes first, then the event and its feedback."""
@@ -115,26 +132,38 @@ class Engine:
     def _input(self, event: Event, now: int, out: list[Decision]) -> Rejected | None:
         """Handle an input and everything it causes.
 
-        Fast path: a device use on a device no other account used. The device
-        stage would answer its `AccountOnDevice` with a `DeviceChecked` carrying
-        just the account-stage signals (device triggers only look at other
-        accounts), first in an empty queue; so both states are moved here
-        directly and the signals decided at once, as the round trip would.
+        Fast paths for a device use (most inputs). If no account trigger fires,
+        the device is the account's latest and the account is the only one on
+        it with its current status, the use moves nothing but the two last-use
+        times: noted in `_uses`. Otherwise, on a device no other account used,
+        the device stage would answer its `AccountOnDevice` with a
+        `DeviceChecked` carrying just the account-stage signals (device triggers
+        only look at other accounts), first in an empty queue; so both states
+        are moved here and the signals decided at once, as the round trip would.
         """
         if type(event) in _DEVICE_USES and event.device_id is not None:  # type: ignore[union-attr]
             policy, key, device_id = self.policy, event.account_id, event.device_id  # type: ignore[union-attr]
-            state, signals = account.run_triggers(self.accounts.get(key, account.EMPTY), event,
-                                                  now_ms=now, policy=policy)
-            state = account.note_device_use(state, event, policy)  # type: ignore[arg-type]
-            self.accounts[key] = state
+            before = self._accounts.get(key, account.EMPTY)
+            state, signals = account.run_triggers(before, event, now_ms=now, policy=policy)
+            if not signals and self._only_times_move(state, key, device_id):
+                if state is not before:
+                    self._accounts[key] = state
+                if self._uses.get(device_id, event.ts) <= event.ts:
+                    self._uses[device_id] = event.ts
+                return None
+            self._accounts[key] = state
+            self._fold_account_uses(key)
+            self._fold_uses(device_id)
+            state = account.note_device_use(self._accounts[key], event, policy)  # type: ignore[arg-type]
+            self._accounts[key] = state
             restricted, level, scopes, tainted_at = account.status(state)
             dstate, others = device.record(
-                self.devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
+                self._devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
                 scopes, tainted_at, policy=policy)
             if others:
                 self._queue.append(account.device_use(state, event, signals))  # type: ignore[arg-type]
                 return self._drain(out)
-            self.devices[device_id] = dstate
+            self._devices[device_id] = dstate
             if not signals:
                 return None
             self._settle(key, account.apply_signals(state, key, signals, policy), out)
@@ -142,12 +171,53 @@ class Engine:
             self._queue.append(event)
         return self._drain(out)
 
+    # --- write-behind of last-use times -------------------------------------------
+    def _only_times_move(self, state: AccountState, key: str, device_id: str) -> bool:
+        """Would this use only move the last-use times? (account.note_device_use's first
+        branch, and device.record re-recording the sole account with the same status)"""
+        devices = state.devices
+        if not devices or devices[-1][0] != device_id \
+                or len(devices) > self.policy.state.max_devices_per_account:
+            return False
+        dstate = self._devices.get(device_id)
+        if dstate is None or len(dstate.accounts) != 1:
+            return False
+        a = dstate.accounts[0]
+        return a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) \
+            == account.status(state)
+
+    def _fold_uses(self, device_id: str) -> None:
+        """Write a device's pending last use into its state and its only account's."""
+        ts = self._uses.pop(device_id, None)
+        if ts is None:
+            return
+        dstate = self._devices[device_id]
+        a = dstate.accounts[0]
+        if a.last_used_at < ts:
+            self._devices[device_id] = DeviceState((DeviceAccount(
+                a.account_id, ts, a.restricted, a.level, a.scopes, a.tainted_at),))
+        state = self._accounts[a.account_id]
+        devices = state.devices
+        if devices[-1][1] < ts:
+            self._accounts[a.account_id] = AccountState(
+                state.lifecycle, state.windows, state.reporter, (*devices[:-1], (device_id, ts)))
+
+    def _fold_account_uses(self, key: str) -> None:
+        """A pending use of an account can only be on its latest device."""
+        state = self._accounts.get(key)
+        if state is not None and state.devices and self._uses:
+            self._fold_uses(state.devices[-1][0])
+
+    def _fold_all_uses(self) -> None:
+        for device_id in list(self._uses):
+            self._fold_uses(device_id)
+
     def advance(self, until_ms: int) -> list[Decision]:
         """Move the clock to `until_ms`, firing due lifts in (lift_at, account_id) order."""
         out: list[Decision] = []
         while self._lifts and self._lifts[0][0] <= until_ms:
             lift_at, account_id = heapq.heappop(self._lifts)
-            state = self.accounts.get(account_id)
+            state = self._accounts.get(account_id)  # (pending uses never touch the lifecycle)
             r = state.lifecycle.restriction if state else None
             if r is None or r.lift_at != lift_at:
                 continue  # stale: the restriction moved or ended since
@@ -160,13 +230,14 @@ class Engine:
     def _drain(self, out: list[Decision]) -> Rejected | None:
         rejected = None
         assert self.clock is not None
-        now, queue, accounts = self.clock, self._queue, self.accounts
+        now, queue, accounts = self.clock, self._queue, self._accounts
         while queue:
             msg = queue.popleft()
             if type(msg) is AccountOnDevice:
                 self._handle_device(msg, now)
                 continue
             key = msg.account_id
+            self._fold_account_uses(key)
             outcome = account.handle(accounts.get(key, account.EMPTY), msg, now_ms=now,
                                      policy=self.policy)
             rejected = self._settle(key, outcome, out) or rejected
@@ -174,7 +245,7 @@ class Engine:
 
     def _settle(self, key: str, outcome: account.Outcome, out: list[Decision]) -> Rejected | None:
         """Store an account's outcome: decisions out, its next lift scheduled, messages queued."""
-        self.accounts[key] = outcome.state
+        self._accounts[key] = outcome.state
         if outcome.decisions:
             out.extend(outcome.decisions)
             r = outcome.state.lifecycle.restriction
@@ -185,12 +256,13 @@ class Engine:
         return outcome.rejected
 
     def _handle_device(self, msg: AccountOnDevice, now: int) -> None:
-        state = self.devices.get(msg.device_id, _NO_DEVICE)
+        self._fold_uses(msg.device_id)
+        state = self._devices.get(msg.device_id, _NO_DEVICE)
         state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
         if device.is_empty(state):  # a status change for an account the device forgot
-            self.devices.pop(msg.device_id, None)
+            self._devices.pop(msg.device_id, None)
         else:
-            self.devices[msg.device_id] = state
+            self._devices[msg.device_id] = state
         self._queue.extend(matches)
 
     def sweep(self) -> None:
@@ -198,7 +270,12 @@ class Engine:
         if self.clock is None:
             return
         now, policy = self.clock, self.policy
-        accounts = self.accounts
+        earliest = self._earliest_ms
+        device_uses_expire = earliest is not None \
+            and now - policy.tainted_device.horizon_ms >= earliest
+        if device_uses_expire:
+            self._fold_all_uses()  # else pending times cannot change what expires
+        accounts = self._accounts
         changed: list[tuple[str, AccountState]] = []
         for key, state in accounts.items():
             kept = account.expire(state, now_ms=now, policy=policy)
@@ -209,13 +286,12 @@ class Engine:
                 del accounts[key]
             else:
                 accounts[key] = kept
-        earliest = self._earliest_ms
-        if earliest is not None and now - policy.tainted_device.horizon_ms >= earliest:
+        if device_uses_expire:
             self._sweep_devices(now)  # else no use is old enough yet: device state cannot expire
         self.dedupe.expire(now_ms=now)
 
     def _sweep_devices(self, now: int) -> None:
-        devices, policy = self.devices, self.policy
+        devices, policy = self._devices, self.policy
         changed: list[tuple[str, DeviceState]] = []
         for key, state in devices.items():
             kept = device.expire(state, now_ms=now, policy=policy)

@@ -93,6 +93,7 @@ def replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO
         status = feed(parsed, decisions)  # type: ignore[arg-type]
         if status is DUPLICATE:
             duplicates += 1
+            decisions.clear()  # unchanged: lifts a duplicate makes due are not written (a gap)
             continue
         accepted += 1
         if status is not None:
