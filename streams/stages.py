@@ -13,17 +13,14 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
-from detectors import account, codec, device
+from detectors import account, codec
 from detectors.account import AccountState
 from detectors.config import Policy
 from detectors.decisions import Decision
-from detectors.device import DeviceState
 from detectors.events import (
     INPUT_TOPICS_SET,
     DeviceSignalled,
@@ -44,49 +41,28 @@ from detectors.messages import (
     ReportWeighed,
 )
 from streams.deadletters import dead_letter
+from streams.device_stage import DeviceStage
 from streams.metrics import Metrics
+from streams.records import (
+    AccountRecord,
+    Batch,
+    Output,
+    Record,
+    by_time,
+    encode_tick,
+    load_account,
+    needs_hop,
+    park,
+    partition_of,
+    unpark,
+)
 from streams.topics import TopicNames
 
 INPUT_TYPES = (FriendAdded, RoomCreated, MessageReported, DeviceSignalled, ModerationCommanded)
 
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-    partition: int | None = None
-
-
-@dataclass
-class Batch:
-    outputs: list[Output] = field(default_factory=list)
-    # (table name, key) -> (partition, value or None to delete); last write wins
-    writes: dict[tuple[str, bytes], tuple[int, bytes | None]] = field(default_factory=dict)
-    decisions: list[Decision] = field(default_factory=list)
-
-
-def _by_time(item: tuple[int, int, Record, object]) -> tuple[int, int]:
-    return item[0], item[1]
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as Java and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def encode_tick(ts: int) -> bytes:
-    return orjson.dumps(["tick", ts])
+# Re-exported: the app and tests build every runner from this module.
+__all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "Record",
+           "encode_tick", "load_account", "partition_of"]
 
 
 class AccountStage:
@@ -124,7 +100,7 @@ class AccountStage:
         """
         work = _Work(self)
         parsed = [work.parse(record) for record in records]
-        parsed.sort(key=_by_time)
+        parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
         work.finish()
@@ -315,12 +291,12 @@ class _Work:
         """
         key = account_id.encode()
         pending = self.record(key).pending
-        if pending.parked or (pending.flight and not _needs_hop(item)):
-            pending.parked.append(_park(rec, item))
+        if pending.parked or (pending.flight and not needs_hop(item)):
+            pending.parked.append(park(rec, item))
             self.dirty[key] = self.partition_for(rec, key)
             return
         self.handle(rec, account_id, item)
-        if _needs_hop(item):
+        if needs_hop(item):
             pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
             self.dirty[key] = self.partition_for(rec, key)
 
@@ -336,13 +312,13 @@ class _Work:
             ready = pending.flight.pop(0)[1]
             self.handle(rec, msg.account_id, ready)
         while pending.parked and not pending.flight:
-            parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
+            parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
             self.handle(parked_rec, msg.account_id, item)
-            if _needs_hop(item):
+            if needs_hop(item):
                 pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
         # hop inputs parked behind the last non-hop one can go out together
-        while pending.parked and _needs_hop(_unpark(self.stage.names, pending.parked[0])[1]):
-            parked_rec, item = _unpark(self.stage.names, pending.parked.pop(0))
+        while pending.parked and needs_hop(unpark(self.stage.names, pending.parked[0])[1]):
+            parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
             self.handle(parked_rec, msg.account_id, item)
             pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
 
@@ -486,144 +462,3 @@ class _Work:
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)
                 stage.metrics.clock_ms.labels(str(partition)).set(clock)
-
-
-@dataclass
-class AccountRecord:
-    """Everything the account stage keeps for one account, in ONE changelog value.
-
-    State, the ids it has applied (dedupe) and the inputs parked behind its
-    cross-key requests change together, so a crash leaves an account wholly
-    before or wholly after a batch: redelivery is then skipped or repeated
-    identically, never half-applied.
-    """
-
-    state: AccountState
-    seen: dict[str, int]
-    pending: _Pending
-
-    def encode(self) -> bytes | None:
-        if not self.seen and not self.pending and account.is_droppable(self.state):
-            return None
-        pending = self.pending.to_obj() if self.pending else None
-        return orjson.dumps([orjson.Fragment(codec.encode_account(self.state)), self.seen, pending])
-
-
-def load_account(raw: bytes | None) -> AccountRecord:
-    if raw is None:
-        return AccountRecord(account.EMPTY, {}, _Pending())
-    state, seen, pending = orjson.loads(raw)
-    return AccountRecord(codec.account_from_obj(state), seen,
-                         _Pending.from_obj(pending) if pending else _Pending())
-
-
-@dataclass
-class _Pending:
-    """An account's inputs awaiting cross-key replies, persisted in the `pending` table."""
-
-    flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
-    parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
-
-    def __bool__(self) -> bool:
-        return bool(self.flight or self.parked)
-
-    def oldest_ts(self) -> int | None:
-        """Event time of the oldest item still waiting (in flight or parked)."""
-        times = [slot[2] for slot in self.flight] + [_parked_ts(p) for p in self.parked]
-        return min(times) if times else None
-
-    def to_obj(self) -> list[Any]:
-        flight = [[e, None if r is None else codec.encode_message(r).decode(), ts]
-                  for e, r, ts in self.flight]
-        return [flight, self.parked]
-
-    @classmethod
-    def from_obj(cls, obj: list[Any]) -> _Pending:
-        flight, parked = obj
-        return cls([[e, None if r is None else codec.decode_message(r.encode()), ts]
-                    for e, r, ts in flight], parked)
-
-
-def _parked_ts(parked: list[Any]) -> int:
-    if parked[0] == "lift":
-        return int(parked[2])
-    return int(orjson.loads(parked[5])["ts"])
-
-
-def _needs_hop(item: object) -> bool:
-    """Inputs whose decision waits for another key: reports (weighing) and device uses."""
-    if isinstance(item, MessageReported):
-        return True
-    return isinstance(item, FriendAdded | RoomCreated | DeviceSignalled) and item.device_id is not None
-
-
-def _park(rec: Record | None, item: object) -> list[Any]:
-    if isinstance(item, LiftDue):
-        return ["lift", item.msg_id, item.ts, item.account_id]
-    assert rec is not None and rec.value is not None
-    return ["input", rec.topic, rec.partition, rec.offset, rec.key.decode() if rec.key else None,
-            rec.value.decode(), rec.timestamp_ms]
-
-
-def _unpark(names: TopicNames, parked: list[Any]) -> tuple[Record | None, object]:
-    if parked[0] == "lift":
-        return None, LiftDue(parked[1], parked[2], parked[3])
-    _, topic, partition, offset, key, value, ts = parked
-    rec = Record(topic, partition, offset, key.encode() if key else None, value.encode(), ts)
-    return rec, decode(names.canonical(topic), rec.value or b"")
-
-
-class DeviceStage:
-    """The device-keyed stage: accounts on a device, and the device triggers."""
-
-    def __init__(self, *, policy: Policy, names: TopicNames,
-                 devices: MutableMapping[bytes, bytes]) -> None:
-        self.policy = policy
-        self.devices = devices
-        self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
-        self._cursor = 0
-        self.account_inbox = names.account_inbox
-
-    def process(self, records: Iterable[Record]) -> Batch:
-        batch = Batch()
-        states: dict[bytes, tuple[int, DeviceState]] = {}
-        for rec in records:
-            msg = codec.decode_message(rec.value or b"")
-            assert isinstance(msg, AccountOnDevice), type(msg)
-            key = msg.device_id.encode()
-            if key in states:
-                state = states[key][1]
-            else:
-                raw = self.devices.get(key)
-                state = DeviceState() if raw is None else codec.decode_device(raw)
-            now = max(self.clocks.get(rec.partition, 0), msg.ts)
-            self.clocks[rec.partition] = now
-            state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
-            states[key] = (rec.partition, state)
-            for match in matches:
-                batch.outputs.append(Output(self.account_inbox, match.account_id.encode(),
-                                            codec.encode_message(match)))
-        for key, (partition, state) in states.items():
-            value = None if device.is_empty(state) else codec.encode_device(state)
-            batch.writes[("devices", key)] = (partition, value)
-        return batch
-
-    def sweep(self, *, partitions: int, limit: int = 5000) -> Batch:
-        """Forget accounts on devices past the device horizon; drop empty devices."""
-        batch = Batch()
-        now = max(self.clocks.values(), default=0)
-        if not now:
-            return batch
-        keys = list(self.devices.keys())
-        start = self._cursor % max(len(keys), 1)
-        for key in keys[start:start + limit]:
-            raw = self.devices.get(key)
-            if raw is None:
-                continue
-            state = codec.decode_device(raw)
-            kept = device.expire(state, now_ms=now, policy=self.policy)
-            if kept is not state:
-                value = None if device.is_empty(kept) else codec.encode_device(kept)
-                batch.writes[("devices", key)] = (partition_of(key, partitions), value)
-        self._cursor = start + limit if start + limit < len(keys) else 0
-        return batch

@@ -1,0 +1,150 @@
+"""Shapes the stage runners share: consumed records, outputs, batches, and the per-account
+record of the account stage (state + applied ids + inputs parked behind cross-key replies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from detectors import account, codec
+from detectors.account import AccountState
+from detectors.decisions import Decision
+from detectors.events import (
+    DeviceSignalled,
+    FriendAdded,
+    MessageReported,
+    RoomCreated,
+    decode,
+)
+from detectors.messages import LiftDue
+from streams.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Batch:
+    outputs: list[Output] = field(default_factory=list)
+    # (table name, key) -> (partition, value or None to delete); last write wins
+    writes: dict[tuple[str, bytes], tuple[int, bytes | None]] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def by_time(item: tuple[int, int, Record, object]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as Java and aiokafka)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def encode_tick(ts: int) -> bytes:
+    return orjson.dumps(["tick", ts])
+
+
+
+@dataclass
+class AccountRecord:
+    """Everything the account stage keeps for one account, in ONE changelog value.
+
+    State, the ids it has applied (dedupe) and the inputs parked behind its
+    cross-key requests change together, so a crash leaves an account wholly
+    before or wholly after a batch: redelivery is then skipped or repeated
+    identically, never half-applied.
+    """
+
+    state: AccountState
+    seen: dict[str, int]
+    pending: Pending
+
+    def encode(self) -> bytes | None:
+        if not self.seen and not self.pending and account.is_droppable(self.state):
+            return None
+        pending = self.pending.to_obj() if self.pending else None
+        return orjson.dumps([orjson.Fragment(codec.encode_account(self.state)), self.seen, pending])
+
+
+def load_account(raw: bytes | None) -> AccountRecord:
+    if raw is None:
+        return AccountRecord(account.EMPTY, {}, Pending())
+    state, seen, pending = orjson.loads(raw)
+    return AccountRecord(codec.account_from_obj(state), seen,
+                         Pending.from_obj(pending) if pending else Pending())
+
+
+@dataclass
+class Pending:
+    """An account's inputs awaiting cross-key replies, persisted in the `pending` table."""
+
+    flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
+    parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
+
+    def __bool__(self) -> bool:
+        return bool(self.flight or self.parked)
+
+    def oldest_ts(self) -> int | None:
+        """Event time of the oldest item still waiting (in flight or parked)."""
+        times = [slot[2] for slot in self.flight] + [_parked_ts(p) for p in self.parked]
+        return min(times) if times else None
+
+    def to_obj(self) -> list[Any]:
+        flight = [[e, None if r is None else codec.encode_message(r).decode(), ts]
+                  for e, r, ts in self.flight]
+        return [flight, self.parked]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> Pending:
+        flight, parked = obj
+        return cls([[e, None if r is None else codec.decode_message(r.encode()), ts]
+                    for e, r, ts in flight], parked)
+
+
+def _parked_ts(parked: list[Any]) -> int:
+    if parked[0] == "lift":
+        return int(parked[2])
+    return int(orjson.loads(parked[5])["ts"])
+
+
+def needs_hop(item: object) -> bool:
+    """Inputs whose decision waits for another key: reports (weighing) and device uses."""
+    if isinstance(item, MessageReported):
+        return True
+    return isinstance(item, FriendAdded | RoomCreated | DeviceSignalled) and item.device_id is not None
+
+
+def park(rec: Record | None, item: object) -> list[Any]:
+    if isinstance(item, LiftDue):
+        return ["lift", item.msg_id, item.ts, item.account_id]
+    assert rec is not None and rec.value is not None
+    return ["input", rec.topic, rec.partition, rec.offset, rec.key.decode() if rec.key else None,
+            rec.value.decode(), rec.timestamp_ms]
+
+
+def unpark(names: TopicNames, parked: list[Any]) -> tuple[Record | None, object]:
+    if parked[0] == "lift":
+        return None, LiftDue(parked[1], parked[2], parked[3])
+    _, topic, partition, offset, key, value, ts = parked
+    rec = Record(topic, partition, offset, key.encode() if key else None, value.encode(), ts)
+    return rec, decode(names.canonical(topic), rec.value or b"")
+
+
