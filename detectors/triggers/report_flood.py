@@ -58,7 +58,7 @@ def step(
         report.ts, report.reporter_id, report.event_id, report.weight, report.reason,
         report.room_id, report.reporter_devices,
     )
-    before = _window(state, report.ts, p.window_ms)
+    previous = state
     entries = list(state)
     insort(entries, entry)
     state = tuple(entries)
@@ -69,6 +69,7 @@ def step(
         signal = Signal(name, report.ts, report.event_id, p.scopes, evidence, True, upheld,
                         evidence["taints"])
         return state, (signal,)
+    before = _window(previous, report.ts, p.window_ms)
     if score > _score(before)[0] + EPSILON and entry in representatives:
         evidence = _evidence(members, representatives, score, p.threshold, p.window_ms, p.taint_reasons)
         signal = Signal(name, report.ts, report.event_id, (), evidence, False,
