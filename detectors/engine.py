@@ -4,6 +4,11 @@ It owns what a Kafka deployment spreads over partitions: the account and
 device state maps, input de-duplication, the processing clock and the
 queue of internal messages. Feedback an input causes is drained before the
 next input (SPEC "Time and determinism"), so a replay is deterministic.
+
+Replay speed: a use of a device is most inputs, so it skips the message round
+trip when the device is not shared (`_input`), and a use that only moves the
+last-use times is written behind (`_uses`). Both give exactly the states and
+decisions the stage-by-stage path gives; `bench/replay_throughput.py` measures.
 """
 
 from __future__ import annotations
@@ -187,7 +192,14 @@ class Engine:
             == account.status(state)
 
     def _fold_uses(self, device_id: str) -> None:
-        """Write a device's pending last use into its state and its only account's."""
+        """Write a device's pending last use into its state and its only account's.
+
+        A pending use of a device belongs to its only account, whose latest
+        device it is; neither state changed since but for windows, because
+        everything else that reads or writes them folds first: `_input`,
+        `_drain`, `_handle_device`, the sweep (when device uses can expire) and
+        the `accounts` / `devices` views.
+        """
         ts = self._uses.pop(device_id, None)
         if ts is None:
             return
