@@ -73,7 +73,7 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
-            highwater=self._highwater)
+            highwater=self._highwater, align_ms=s.align_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
@@ -141,6 +141,15 @@ class Warden:
             ticks = self.account_stage.idle_ticks(self._assigned_account_partitions(),
                                                   grace_ms=self.settings.idle_grace_ms)
             await self.produce(ticks)
+
+        @app.timer(interval=max(0.02, self.settings.align_ms / 2000), on_leader=False)
+        async def alignment_clock() -> None:
+            """Inputs held for a quiet input topic leave after WARDEN_ALIGN_MS even when no
+            further record reaches their partition (streams/alignment.py)."""
+            if not self.recovered or self.settings.align_ms <= 0:
+                return
+            await self.produce(self.account_stage.alignment_ticks(
+                self._assigned_account_partitions()))
 
         @app.timer(interval=self.settings.sweep_interval_s, on_leader=False)
         async def sweep_state() -> None:

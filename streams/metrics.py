@@ -49,6 +49,12 @@ class Metrics:
         self.consumer_lag = Gauge("warden_consumer_lag",
                                   "Input records not yet handled, per input topic and partition",
                                   ["topic", "partition"], registry=registry)
+        self.aligning = Gauge("warden_alignment_held",
+                              "Inputs waiting for the other input topics to reach their event time",
+                              ["partition"], registry=registry)
+        self.align_timeouts = Counter("warden_alignment_timeouts_total",
+                                      "Inputs released after waiting WARDEN_ALIGN_MS for a quiet "
+                                      "input topic", registry=registry)
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)

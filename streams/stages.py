@@ -40,6 +40,7 @@ from detectors.messages import (
     ReportsJudged,
     ReportWeighed,
 )
+from streams.alignment import InputAlignment, held_key
 from streams.deadletters import dead_letter
 from streams.device_stage import DeviceStage
 from streams.metrics import Metrics
@@ -72,8 +73,8 @@ class AccountStage:
                  accounts: MutableMapping[bytes, bytes], clocks: MutableMapping[bytes, bytes],
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 highwater: Callable[[str, int], int | None] = lambda topic, partition: 0
-                 ) -> None:
+                 highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
+                 align_ms: int = 0) -> None:
         self.policy = policy
         self.partitions = partitions
         self.accounts, self.clocks = accounts, clocks
@@ -89,6 +90,8 @@ class AccountStage:
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
+        self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms, store=clocks,
+                                        wall_ms=lambda: self.wall_ms())
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
@@ -96,15 +99,53 @@ class AccountStage:
 
         The five input topics are consumed independently, so a batch can hold
         a command consumed before the events it refers to; ordering by `ts`
-        within the batch restores the order `warden replay` sees.
+        within the batch restores the order `warden replay` sees; across
+        batches, inputs wait in `self.alignment` (streams/alignment.py) until
+        the other input topics have caught up with them.
         """
         work = _Work(self)
+        records = list(records)
         parsed = [work.parse(record) for record in records]
+        align = self.alignment
+        touched = sorted({record.partition for record in records})
+        if align.align_ms > 0:
+            parsed = self._aligned(parsed, touched)
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
         work.finish()
+        if align.align_ms > 0:
+            for partition in touched:
+                work.batch.writes[("clocks", held_key(partition))] = (partition,
+                                                                      align.stored(partition))
+            for partition, held in align.waiting().items():
+                self.metrics.aligning.labels(str(partition)).set(held)
         return work.batch
+
+    def _aligned(self, parsed: list[tuple[int, int, Record, object]], partitions: list[int]
+                 ) -> list[tuple[int, int, Record, object]]:
+        """Inputs go into the alignment buffer; what it releases joins the other items."""
+        align = self.alignment
+        kept = []
+        for item in parsed:
+            if isinstance(item[3], INPUT_TYPES):
+                align.hold(item[0], item[2], item[3])
+            else:
+                kept.append(item)
+        timed_out = align.timed_out
+        for ts, arrival, rec, event in align.release(partitions):
+            if event is None:  # held before a restart
+                event = decode(self.names.canonical(rec.topic), rec.value or b"")
+            kept.append((ts, arrival, rec, event))
+        if align.timed_out > timed_out:
+            self.metrics.align_timeouts.inc(align.timed_out - timed_out)
+        return kept
+
+    def alignment_ticks(self, assigned: Iterable[int]) -> list[Output]:
+        """A tick for each partition whose held inputs waited their full time with no batch to
+        release them (a quiet partition)."""
+        return [Output(self.account_inbox, None, encode_tick(self.clock(p) or 0), p)
+                for p in self.alignment.due(assigned)]
 
     # --- clock and lifts ----------------------------------------------------------
     def clock(self, partition: int) -> int | None:
@@ -203,8 +244,10 @@ class AccountStage:
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """On revocation/assignment: rebuild lift heaps from the (recovered) table."""
+        partitions = list(partitions)
         for partition in partitions:
             self._lifts.pop(partition, None)
+        self.alignment.forget(partitions)
 
     def idle_ticks(self, assigned: Iterable[int], *, grace_ms: int) -> list[Output]:
         """Advance idle partitions' clocks from the wall clock, so lifts still fire."""

@@ -21,6 +21,9 @@ def worker_topics(prefix: str, app_id: str) -> list[str]:
     return [*names.account_sources, names.device_inbox, names.decisions]
 
 
+LAST_LAG: dict[str, int] = {}  # the last non-zero lags seen, "topic[partition]" -> messages
+
+
 async def group_lag(bootstrap: str, group: str, topics: list[str], partitions: int) -> int:
     """Messages on `topics` that `group` has not committed yet (end offset - committed)."""
     tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
@@ -38,9 +41,13 @@ async def group_lag(bootstrap: str, group: str, topics: list[str], partitions: i
     finally:
         await consumer.stop()
     lag = 0
+    LAST_LAG.clear()
     for tp in tps:
         meta = committed.get(tp)
-        lag += max(0, ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0))
+        behind = max(0, ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0))
+        if behind:
+            LAST_LAG[f"{tp.topic}[{tp.partition}]"] = behind
+        lag += behind
     return lag
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from drain import drained
+from drain import LAST_LAG, drained
 from harness import TopicReader, per_account, produce, replay, running_worker, wait_for
 from redis.asyncio import Redis as AsyncRedis
 
@@ -133,8 +133,11 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
         producer.join(timeout=60)
         assert producer.error is None and producer.sent == len(workload)
         assert worker.starts == 3
-        wait_for(lambda: drained(bootstrap, prefix, app_id, PARTITIONS), timeout=45,
-                 interval=1.0, what="the restarted worker consumed and projected everything")
+        try:
+            wait_for(lambda: drained(bootstrap, prefix, app_id, PARTITIONS), timeout=45,
+                     interval=1.0, what="the restarted worker consumed and projected everything")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still behind: {LAST_LAG}\n{worker.log_tail()}") from None
         say("drained")
         total = decided()
         raw = asyncio.run(TopicReader(bootstrap, decisions_topic, PARTITIONS)

@@ -1,0 +1,128 @@
+"""Event-time alignment of the five input topics of one partition (Kafka Streams'
+`max.task.idle.ms`, for Warden's account stage).
+
+The five input topics are consumed independently: one fetch can bring a
+device signal at 12:00:01 while the appeal sent at 12:00:00 on
+`moderation-commands` is still in the next fetch. Applied in arrival order,
+the account would be extended before its appeal is received — not what
+`warden replay` of the same events decides. So each input waits here, per
+partition, until every input topic has delivered something at least as late
+(it can then hold nothing earlier), or until it has waited `align_ms` of wall
+time (a quiet topic must not hold the others back for long), and leaves in
+(ts, arrival) order.
+
+Held inputs live in the `clocks` table (key `h<partition>`), written with the
+batch that holds them: their offsets are acked as usual, and a restart
+resumes with them still waiting, so nothing consumed is ever lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from streams.records import Record
+
+HELD_CAP = 20_000  # per partition; beyond it the earliest leave at once (bounded memory)
+
+
+def held_key(partition: int) -> bytes:
+    return b"h%d" % partition
+
+
+class InputAlignment:
+    """Per-partition reorder buffers over the input topics."""
+
+    def __init__(self, *, inputs: Iterable[str], align_ms: int,
+                 store: MutableMapping[bytes, bytes], wall_ms: Callable[[], int],
+                 cap: int = HELD_CAP) -> None:
+        self.inputs = tuple(inputs)
+        self.align_ms = align_ms
+        self.store = store
+        self.wall_ms = wall_ms
+        self.cap = cap
+        self.newest: dict[tuple[str, int], int] = {}  # newest ts received, per topic-partition
+        self._heaps: dict[int, list[list[Any]]] = {}
+        self._arrivals = 0
+        self._ticked: dict[int, int] = {}
+        self._decoded: dict[int, object] = {}  # arrival -> decoded event, saves a second decode
+        self.timed_out = 0  # inputs released by the wait limit, not by every topic passing them
+
+    def heap(self, partition: int) -> list[list[Any]]:
+        """Held inputs of a partition, [ts, arrival, wall_in, record fields...], from the table
+        on first use (after a start or a rebalance)."""
+        heap = self._heaps.get(partition)
+        if heap is None:
+            raw = self.store.get(held_key(partition))
+            heap = orjson.loads(raw) if raw else []
+            for item in heap:
+                self._arrivals = max(self._arrivals, item[1])
+            heapq.heapify(heap)
+            self._heaps[partition] = heap
+        return heap
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            for item in self._heaps.pop(partition, None) or ():
+                self._decoded.pop(item[1], None)
+            for topic in self.inputs:
+                self.newest.pop((topic, partition), None)
+
+    def hold(self, ts: int, rec: Record, event: object = None) -> None:
+        self._arrivals += 1
+        if event is not None:
+            self._decoded[self._arrivals] = event
+        key = (rec.topic, rec.partition)
+        self.newest[key] = max(ts, self.newest.get(key, ts))
+        heapq.heappush(self.heap(rec.partition), [
+            ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
+            None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
+            rec.timestamp_ms])
+
+    def release(self, partitions: Iterable[int]) -> list[tuple[int, int, Record, object]]:
+        """Inputs free to go, in (ts, arrival) order per partition, with the decoded event
+        (None when it was held by an earlier run of the worker)."""
+        out: list[tuple[int, int, Record, object]] = []
+        now = self.wall_ms()
+        for partition in partitions:
+            heap = self.heap(partition)
+            while heap and self._may_leave(heap, partition, now):
+                ts, arrival, _wall, topic, offset, key, value, stamp = heapq.heappop(heap)
+                out.append((ts, arrival, Record(topic, partition, offset,
+                                                None if key is None else key.encode(),
+                                                value.encode(), stamp),
+                            self._decoded.pop(arrival, None)))
+        return out
+
+    def stored(self, partition: int) -> bytes | None:
+        """The table value for a partition's buffer (None: empty, delete the key)."""
+        heap = self.heap(partition)
+        return orjson.dumps(heap) if heap else None
+
+    def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
+        ts, wall_in = heap[0][0], heap[0][2]
+        if self.align_ms <= 0 or len(heap) > self.cap:
+            return True
+        if all(self.newest.get((topic, partition), -1) >= ts for topic in self.inputs):
+            return True
+        if now - wall_in >= self.align_ms:
+            self.timed_out += 1
+            return True
+        return False
+
+    def waiting(self) -> dict[int, int]:
+        """Held inputs per partition (for the gauge)."""
+        return {p: len(h) for p, h in self._heaps.items()}
+
+    def due(self, partitions: Iterable[int]) -> list[int]:
+        """Partitions whose earliest held input has waited its full time: a batch should run."""
+        now = self.wall_ms()
+        due = [p for p in partitions
+               if (heap := self.heap(p)) and now - heap[0][2] >= self.align_ms
+               and now - self._ticked.get(p, -self.align_ms) >= self.align_ms]
+        for p in due:
+            self._ticked[p] = now  # one tick per wait: the tick is already on its way
+        return due

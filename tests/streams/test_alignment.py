@@ -1,0 +1,132 @@
+"""Event-time alignment of the input topics (streams/alignment.py): an input waits until
+every input topic has caught up with it, or WARDEN_ALIGN_MS of wall time, and leaves in
+event-time order — so an appeal fetched after a later device signal is still applied first."""
+
+from __future__ import annotations
+
+import orjson
+from test_stages import NAMES, T0, Bus, replay_decisions
+
+from streams.alignment import InputAlignment, held_key
+from streams.records import Record
+
+INPUTS = NAMES.inputs
+DAY = 86_400_000
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def rec(topic: str, offset: int, ts: int, partition: int = 0) -> Record:
+    return Record(topic, partition, offset, b"a", orjson.dumps({"ts": ts}), None)
+
+
+def released_times(align: InputAlignment, partition: int = 0) -> list[int]:
+    return [ts for ts, *_ in align.release([partition])]
+
+
+def test_an_input_waits_until_every_input_topic_has_passed_its_time():
+    wall = Wall()
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align.hold(20, rec("device-signals", 0, 20))
+    assert released_times(align) == []
+    for offset, topic in enumerate(t for t in INPUTS if t != "device-signals"):
+        assert released_times(align) == []
+        align.hold(30 + offset, rec(topic, 0, 30 + offset))
+    # every topic has now delivered something at least as late as 20; later ones still wait
+    assert released_times(align) == [20]
+
+
+def test_the_held_inputs_leave_in_event_time_order_not_arrival_order():
+    wall = Wall()
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align.hold(50, rec("device-signals", 0, 50))
+    align.hold(10, rec("moderation-commands", 0, 10))
+    align.hold(30, rec("friend-adds", 0, 30))
+    wall.now = 100
+    assert released_times(align) == [10, 30, 50]
+
+
+def test_a_quiet_topic_holds_inputs_back_for_align_ms_of_wall_time_only():
+    wall = Wall()
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align.hold(20, rec("friend-adds", 0, 20))
+    wall.now = 99
+    assert released_times(align) == [] and align.due([0]) == []
+    wall.now = 100
+    assert align.due([0]) == [0]
+    assert align.due([0]) == []  # one tick per wait
+    assert released_times(align) == [20]
+    assert align.timed_out == 1
+
+
+def test_zero_align_ms_releases_everything_at_once():
+    align = InputAlignment(inputs=INPUTS, align_ms=0, store={}, wall_ms=Wall())
+    align.hold(20, rec("friend-adds", 0, 20))
+    assert released_times(align) == [20]
+
+
+def test_the_buffer_is_capped():
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=Wall(), cap=3)
+    for i in range(5):
+        align.hold(i, rec("friend-adds", i, i))
+    assert released_times(align) == [0, 1]
+
+
+def test_held_inputs_survive_a_restart_through_the_table():
+    wall = Wall()
+    store: dict[bytes, bytes] = {}
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    align.hold(20, rec("friend-adds", 7, 20, partition=2), event="decoded")
+    align.hold(10, rec("room-creations", 3, 10, partition=2))
+    store[held_key(2)] = align.stored(2)
+    restarted = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    wall.now = 1000
+    out = restarted.release([2])
+    assert [(ts, r.topic, r.offset, event) for ts, _, r, event in out] == [
+        (10, "room-creations", 3, None), (20, "friend-adds", 7, None)]
+    assert out[1][2].value == orjson.dumps({"ts": 20}) and out[1][2].key == b"a"
+    assert restarted.stored(2) is None
+
+
+def _appeal_story():
+    """An account restricted for a virtual number appeals a day later; a second virtual-number
+    signal a day after that extends the restriction. Replay: restricted, appeal received, extended."""
+    signal = {"account_id": "acct", "virtual_number": True}
+    return [
+        ("device-signals", {"event_id": "s1", "ts": T0, "device_id": "dev-1", **signal}),
+        ("moderation-commands", {"command_id": "c1", "ts": T0 + DAY, "account_id": "acct",
+                                 "actor": "acct", "action": "appeal_filed"}),
+        ("device-signals", {"event_id": "s2", "ts": T0 + 2 * DAY, "device_id": "dev-2", **signal}),
+    ]
+
+
+def _fetched_out_of_order(bus: Bus, inputs) -> list[tuple[str, int]]:
+    """Three batches: the first signal, the later signal, then the appeal (it reached the
+    worker in a later fetch); then the wait runs out and a tick lets the held inputs go."""
+    records = [bus.record(t, v["account_id"].encode(), orjson.dumps(v)) for t, v in inputs]
+    bus._deliver([records[0]])
+    bus._deliver([records[2]])
+    bus._deliver([records[1]])
+    bus.account.wall_ms = lambda: T0 + 1_000  # the wait ran out
+    tick = bus.record(NAMES.account_inbox, None, orjson.dumps(["tick", 0]), records[0].partition)
+    bus._deliver([tick])
+    return [(d["type"], d["at"]) for d in bus.decisions]
+
+
+def test_an_appeal_fetched_after_a_later_signal_is_still_applied_first():
+    inputs = _appeal_story()
+    want = [(d["type"], d["at"]) for d in replay_decisions(inputs, T0 + 2 * DAY)]
+    assert [t for t, _ in want] == ["restricted", "appeal_received", "extended"]
+
+    aligned = Bus()
+    aligned.account.alignment.align_ms = 100
+    assert _fetched_out_of_order(aligned, inputs) == want
+
+    unaligned = Bus()  # align_ms = 0: arrival order within separate batches
+    assert _fetched_out_of_order(unaligned, inputs) != want
