@@ -1,0 +1,163 @@
+"""Differential test: the engine's replay fast paths against the plain stage-by-stage path.
+
+`Engine._input` skips the device round trip and writes quiet last-use times
+behind (detectors/engine.py); `Reference` below routes every input through
+the queue, `account.handle` and `device.handle` instead. Seeded simulated
+workloads, made harder with late events, duplicates, malformed lines and
+frequent sweeps, must give the same decision bytes, rejections and final
+states.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from detectors import engine as engine_module
+from detectors.decisions import Decision
+from detectors.engine import DUPLICATE, Engine
+from detectors.events import Event, Rejected, decode_object
+from streams import simulate
+
+
+class Reference(Engine):
+    """The engine with every fast path switched off."""
+
+    def feed(self, event: Event, out: list[Decision]) -> Rejected | None:
+        if self._earliest_ms is None or event.ts < self._earliest_ms:
+            self._earliest_ms = event.ts
+        if self.clock is None or event.ts > self.clock:
+            out.extend(self.advance(event.ts))
+        assert self.clock is not None
+        if not self.dedupe.first_sighting(event.event_id, now_ms=self.clock):
+            return DUPLICATE
+        self._queue.append(event)
+        rejected = self._drain(out)
+        out.extend(self.advance(self.clock))
+        self._handled += 1
+        if self._handled % engine_module.SWEEP_EVERY == 0:
+            self.sweep()
+        return rejected
+
+
+def roughened(seed: int, *, accounts: int, events: int) -> list[tuple[str, object]]:
+    """A simulated workload with late, repeated and re-ordered inputs, and some invalid ones."""
+    rng = random.Random(seed)
+    out: list[tuple[str, object]] = []
+    recent: list[tuple[str, object]] = []
+    for topic, value in simulate.generate(accounts=accounts, events=events, seed=seed, days=3):
+        r = rng.random()
+        if r < 0.03:
+            value = {**value, "ts": value["ts"] - rng.randrange(1, 3_600_000)}  # late
+        elif r < 0.05 and recent:
+            out.append(rng.choice(recent))  # a repeat (usually a duplicate)
+        elif r < 0.055:
+            out.append((topic, {**value, "ts": "soon"}))  # rejected by the decoder
+        if 0.055 <= r < 0.07 and out:
+            out.insert(len(out) - rng.randrange(1, min(40, len(out)) + 1), (topic, value))
+        else:
+            out.append((topic, value))
+        recent = [*recent[-500:], (topic, value)]
+    return out
+
+
+def crowded(seed: int, *, accounts: int, events: int) -> list[tuple[str, object]]:
+    """Few accounts, each mostly on its own device and sometimes on a few shared ones or on
+    many: overflowing device caps, restrictions and status changes reaching devices."""
+    rng = random.Random(seed)
+    names = [f"a{i}" for i in range(accounts)]
+    shared = [f"d{i}" for i in range(6)]
+    ts = 1_767_225_600_000
+    out: list[tuple[str, object]] = []
+    for n in range(events):
+        ts += rng.choice((1, 1000, 20_000, 600_000, 3_600_000, 86_400_000 * 9))
+        at = ts - (rng.randrange(7_200_000) if rng.random() < 0.1 else 0)
+        acct, eid = rng.choice(names), f"e{n}"
+        pick = rng.random()
+        device = f"h{acct}" if pick < 0.85 else rng.choice(shared) if pick < 0.9 else \
+            f"x{rng.randrange(40)}" if pick < 0.95 else None
+        r = rng.random()
+        if r < 0.5:
+            out.append(("device-signals", {
+                "event_id": eid, "ts": at, "account_id": acct, "device_id": device or "d0",
+                "emulator": rng.random() < 0.002, "phone_country": rng.choice(("KR", "KR", "US")),
+                "carrier_verified": rng.random() < 0.97, "virtual_number": rng.random() < 0.002}))
+        elif r < 0.8:
+            out.append(("friend-adds", {"event_id": eid, "ts": at, "account_id": acct,
+                                        "friend_id": f"f{rng.randrange(60)}", "device_id": device}))
+        elif r < 0.9:
+            out.append(("room-creations", {"event_id": eid, "ts": at, "account_id": acct,
+                                           "room_id": f"r{rng.randrange(40)}",
+                                           "room_type": rng.choice(("open", "group")),
+                                           "device_id": device}))
+        elif r < 0.97:
+            out.append(("message-reports", {
+                "event_id": eid, "ts": at, "reporter_id": rng.choice(names), "reported_id": acct,
+                "target": "user", "reason": rng.choice(("spam", "harassment")),
+                "room_id": rng.choice((None, "r1", "r2"))}))
+        else:
+            action = rng.choice(("restrict", "lift", "appeal_filed", "appeal_decided",
+                                 "mark_false_positive"))
+            out.append(("moderation-commands", {
+                "command_id": eid, "ts": at, "account_id": acct, "actor": "op", "action": action,
+                "scopes": ["add_friend"] if action == "restrict" else None,
+                "granted": rng.random() < 0.5 if action == "appeal_decided" else None}))
+        if rng.random() < 0.02:
+            out.append(out[rng.randrange(max(0, len(out) - 30), len(out))])
+    return [(t, {k: v for k, v in value.items() if v is not None}) for t, value in out]
+
+
+def run(engine: Engine, inputs: list[tuple[str, object]]) -> list[bytes]:
+    out: list[bytes] = []
+    decisions: list[Decision] = []
+    for topic, value in inputs:
+        event = decode_object(topic, value)
+        if type(event) is Rejected:
+            out.append(b"rejected " + event.code.encode())
+            continue
+        status = engine.feed(event, decisions)  # type: ignore[arg-type]
+        if status is not None:
+            out.append(b"status " + status.code.encode())
+        out.extend(d.to_json() for d in decisions)
+        decisions.clear()
+    return out
+
+
+def same_state(fast: Engine, reference: Engine) -> bool:
+    return (fast.accounts == reference.accounts and fast.devices == reference.devices
+            and fast.dedupe.seen == reference.dedupe.seen and fast.clock == reference.clock)
+
+
+WORKLOADS = {
+    **{f"simulated-{seed}": (roughened, seed, 150 + 20 * seed, 5000) for seed in range(1, 7)},
+    **{f"crowded-{seed}": (crowded, seed, 20, 3000) for seed in range(1, 9)},
+}
+
+
+def decided(engine: Engine, until: int) -> list[bytes]:
+    return [d.to_json() for d in engine.advance(until)]
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_fast_paths_decide_and_store_exactly_what_the_stage_path_does(name, monkeypatch):
+    make, seed, accounts, events = WORKLOADS[name]
+    inputs = make(seed, accounts=accounts, events=events)
+    monkeypatch.setattr(engine_module, "SWEEP_EVERY", 97 + seed * 13)  # sweeps mid-run, often
+    until = max(v["ts"] for _, v in inputs if type(v["ts"]) is int) + 400 * 86_400_000  # type: ignore[index]
+    half = len(inputs) // 2
+    fast, reference = Engine(), Reference()
+    want = run(reference, inputs[:half])
+    assert run(fast, inputs[:half]) == want
+    assert same_state(fast, reference)
+    more = run(reference, inputs[half:])
+    assert run(fast, inputs[half:]) == more
+    assert same_state(fast, reference)
+    lifts = decided(reference, until)
+    assert decided(fast, until) == lifts
+    want += more + lifts
+    assert sum(b'"restricted"' in line for line in want) > 10
+    assert any(b'"lifted"' in line for line in want)
+    fast.sweep()
+    reference.sweep()
+    assert same_state(fast, reference)
