@@ -134,7 +134,7 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
         assert producer.error is None and producer.sent == len(workload)
         assert worker.starts == 3
         try:
-            wait_for(lambda: drained(bootstrap, prefix, app_id, PARTITIONS), timeout=45,
+            wait_for(lambda: drained(bootstrap, prefix, app_id, PARTITIONS), timeout=120,
                      interval=1.0, what="the restarted worker consumed and projected everything")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; still behind: {LAST_LAG}\n{worker.log_tail()}") from None
