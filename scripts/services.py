@@ -281,7 +281,13 @@ def fetch_kafka() -> None:
 
 
 def _kafka_config(port: int) -> Path:
-    data = KAFKA_RUN / "data"
+    return _write_kafka_config(KAFKA_RUN, port)
+
+
+def _write_kafka_config(run_dir: Path, port: int) -> Path:
+    """server.properties for a single KRaft node on ``port`` (controller on port + 1), its log
+    dir under ``run_dir``/data."""
+    data = run_dir / "data"
     controller = port + 1
     lines = {
         "process.roles": "broker,controller",
@@ -308,7 +314,7 @@ def _kafka_config(port: int) -> Path:
         "log.retention.hours": "24",
         "delete.topic.enable": "true",
     }
-    config = KAFKA_RUN / "server.properties"
+    config = run_dir / "server.properties"
     config.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     return config
 
@@ -318,9 +324,9 @@ def _java_cmd(main: str, *args: str) -> list[str]:
     return ["java", *KAFKA_JVM_OPTS, log4j, "-cp", f"{KAFKA_LIBS}/*", main, *args]
 
 
-def _format_kafka(config: Path) -> None:
+def _format_kafka(config: Path, run_dir: Path = KAFKA_RUN) -> None:
     """Format the KRaft log dir with a fresh cluster id, unless it already is."""
-    if (KAFKA_RUN / "data" / "meta.properties").exists():
+    if (run_dir / "data" / "meta.properties").exists():
         return
     started = time.monotonic()
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -390,6 +396,77 @@ def kafka_down() -> None:
         return
     _terminate(pid, "kafka")
     _kafka_pidfile().unlink(missing_ok=True)
+
+
+class PrivateKafka:
+    """A dedicated single-node broker for one test (own port, data dir and KRaft storage) that
+    the test may stop and start again; the shared broker on WARDEN_KAFKA_PORT is never touched.
+
+    Same jars, JVM options and configuration as ``kafka_up``; a restart keeps the port and the
+    data dir, so clients reconnect to the same cluster with the same topics and offsets.
+    """
+
+    def __init__(self, run_dir: Path, port: int) -> None:
+        self.run_dir, self.port = Path(run_dir), port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def server_log(self) -> Path:
+        return self.run_dir / "server.log"
+
+    def start(self) -> None:
+        """Start (formatting storage the first time) and wait until it answers Metadata."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        _need_command("java", "openjdk-17-jre-headless")
+        fetch_kafka()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config = _write_kafka_config(self.run_dir, self.port)
+        _format_kafka(config, self.run_dir)
+        started = time.monotonic()
+        with open(self.server_log, "ab") as out:
+            self.proc = subprocess.Popen(_java_cmd("kafka.Kafka", str(config)), cwd=self.run_dir,
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = started + START_DEADLINE_S
+        while not kafka_answers(self.port):
+            if self.proc.poll() is not None:
+                raise ServiceError(f"private Kafka on {self.port} exited during start-up:\n"
+                                   + _tail(self.server_log))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"private Kafka did not answer on {self.port}:\n"
+                                   + _tail(self.server_log))
+            time.sleep(0.2)
+        log(f"private kafka: up on {self.bootstrap} (pid {self.proc.pid}) in "
+            f"{time.monotonic() - started:.1f}s")
+
+    def stop(self) -> None:
+        """Controlled shutdown (SIGTERM, SIGKILL after STOP_DEADLINE_S); only this process."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        _terminate(self.proc.pid, f"private kafka {self.port}")
+        self.proc.wait(timeout=STOP_DEADLINE_S)
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 also free (a private broker's listener and its controller)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port < 65535 and not _port_open(port) and not _port_open(port + 1):
+            try:
+                with socket.socket() as probe:
+                    probe.bind((HOST, port + 1))
+                return port
+            except OSError:
+                continue
+    raise ServiceError("no two consecutive free ports")
 
 
 # ---------------------------------------------------------------- redis
