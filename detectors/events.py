@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from string import ascii_uppercase
 from typing import Any
 
 import orjson
+
+from detectors.values import constructor
 
 MAX_MESSAGE_BYTES = 65536
 MAX_ID_CHARS = 128
@@ -260,12 +263,75 @@ def _moderation_commanded(o: dict[str, Any]) -> ModerationCommanded:
     )
 
 
-DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+# Fast paths for the three device-use topics (most inputs): the checks above, inlined and
+# accepting only what they accept; anything else goes to the checked decoder, which then
+# accepts or names the error exactly as before. tests/detectors/test_events.py compares both.
+_make_friend_added = constructor(FriendAdded)
+_make_room_created = constructor(RoomCreated)
+_make_device_signalled = constructor(DeviceSignalled)
+_OPTIONAL_BOOL = frozenset({bool, type(None)})
+_COUNTRIES = frozenset(a + b for a in ascii_uppercase for b in ascii_uppercase)
+
+
+def _fast_friend_added(o: dict[str, Any]) -> FriendAdded:
+    get = o.get
+    event_id, ts, account_id = get("event_id"), get("ts"), get("account_id")
+    friend_id, device_id = get("friend_id"), get("device_id")
+    if (type(event_id) is str and type(ts) is int and type(account_id) is str
+            and type(friend_id) is str and 0 <= ts <= MAX_TS_MS
+            and 0 < len(event_id) <= MAX_ID_CHARS and 0 < len(account_id) <= MAX_ID_CHARS
+            and 0 < len(friend_id) <= MAX_ID_CHARS
+            and (device_id is None
+                 or (type(device_id) is str and 0 < len(device_id) <= MAX_ID_CHARS))):
+        return _make_friend_added(event_id, ts, account_id, friend_id, device_id)
+    return _friend_added(o)
+
+
+def _fast_room_created(o: dict[str, Any]) -> RoomCreated:
+    get = o.get
+    event_id, ts, account_id = get("event_id"), get("ts"), get("account_id")
+    room_id, room_type, device_id = get("room_id"), get("room_type"), get("device_id")
+    if (type(event_id) is str and type(ts) is int and type(account_id) is str
+            and type(room_id) is str and type(room_type) is str and 0 <= ts <= MAX_TS_MS
+            and 0 < len(event_id) <= MAX_ID_CHARS and 0 < len(account_id) <= MAX_ID_CHARS
+            and 0 < len(room_id) <= MAX_ID_CHARS and room_type in ROOM_TYPES
+            and (device_id is None
+                 or (type(device_id) is str and 0 < len(device_id) <= MAX_ID_CHARS))):
+        return _make_room_created(event_id, ts, account_id, room_id, room_type, device_id)
+    return _room_created(o)
+
+
+def _fast_device_signalled(o: dict[str, Any]) -> DeviceSignalled:
+    get = o.get
+    event_id, ts, account_id = get("event_id"), get("ts"), get("account_id")
+    device_id = get("device_id")
+    emulator, country, carrier = get("emulator"), get("phone_country"), get("carrier_verified")
+    virtual, ip = get("virtual_number"), get("ip")
+    if (type(event_id) is str and type(ts) is int and type(account_id) is str
+            and type(device_id) is str and 0 <= ts <= MAX_TS_MS
+            and 0 < len(event_id) <= MAX_ID_CHARS and 0 < len(account_id) <= MAX_ID_CHARS
+            and 0 < len(device_id) <= MAX_ID_CHARS
+            and type(emulator) in _OPTIONAL_BOOL and type(carrier) in _OPTIONAL_BOOL
+            and type(virtual) in _OPTIONAL_BOOL
+            and (country is None or (type(country) is str and country in _COUNTRIES))
+            and (ip is None or (type(ip) is str and len(ip) <= MAX_IP_CHARS))):
+        return _make_device_signalled(event_id, ts, account_id, device_id, emulator, country,
+                                      carrier, virtual, ip)
+    return _device_signalled(o)
+
+
+CHECKED_DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "friend-adds": _friend_added,
     "room-creations": _room_created,
     "message-reports": _message_reported,
     "device-signals": _device_signalled,
     "moderation-commands": _moderation_commanded,
+}
+DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+    **CHECKED_DECODERS,
+    "friend-adds": _fast_friend_added,
+    "room-creations": _fast_room_created,
+    "device-signals": _fast_device_signalled,
 }
 TOPICS = tuple(DECODERS)
 INPUT_TOPICS_SET = frozenset(TOPICS)

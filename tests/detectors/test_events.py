@@ -6,11 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.events import (
+    CHECKED_DECODERS,
+    DECODERS,
     MAX_MESSAGE_BYTES,
+    MAX_TS_MS,
     TOPICS,
     FriendAdded,
     ModerationCommanded,
     Rejected,
+    _Invalid,
     decode,
     key_of,
 )
@@ -123,3 +127,45 @@ def test_arbitrary_bytes_decode_to_an_event_or_a_rejection_never_an_exception(to
 def test_arbitrary_json_objects_decode_to_an_event_or_a_rejection(topic, obj):
     result = decode(topic, orjson.dumps(obj))
     assert isinstance(result, Rejected) or key_of(result)
+
+
+def _outcome(decoder, obj):
+    try:
+        return decoder(obj)
+    except _Invalid as invalid:
+        return ("invalid", invalid.code, invalid.detail)
+
+
+_FIELDS = ["event_id", "ts", "account_id", "friend_id", "room_id", "room_type", "device_id",
+           "emulator", "phone_country", "carrier_verified", "virtual_number", "ip"]
+_DROP = object()
+_EDGES = [_DROP, None, True, False, 0, 1, -1, MAX_TS_MS, MAX_TS_MS + 1, 1.0, [], {}, "", "a",
+          "x" * 128, "x" * 129, "KR", "kr", "K", "KRX", "K1", "ZZ", "AZ", "[A", "open", "group",
+          "spam", "i" * 64, "i" * 65]
+_EDGE_VALUES = st.one_of(st.sampled_from(_EDGES), st.text(max_size=3))
+
+
+def _fast_and_checked(topic, changes):
+    obj = {**GOOD[topic], "device_id": "d", "ip": "1.2.3.4", "carrier_verified": True}
+    for name, value in changes:
+        if value is _DROP:
+            obj.pop(name, None)
+        else:
+            obj[name] = value
+    return _outcome(DECODERS[topic], obj), _outcome(CHECKED_DECODERS[topic], obj)
+
+
+@pytest.mark.parametrize("topic", ["friend-adds", "room-creations", "device-signals"])
+def test_fast_decoders_agree_with_the_checked_ones_on_every_single_edge(topic):
+    for name in _FIELDS:
+        for value in _EDGES:
+            fast, checked = _fast_and_checked(topic, [(name, value)])
+            assert (fast, type(fast)) == (checked, type(checked)), (name, value)
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["friend-adds", "room-creations", "device-signals"]),
+       st.lists(st.tuples(st.sampled_from(_FIELDS), _EDGE_VALUES), min_size=1, max_size=3))
+def test_fast_decoders_accept_and_reject_exactly_as_the_checked_ones(topic, changes):
+    fast, checked = _fast_and_checked(topic, changes)
+    assert (fast, type(fast)) == (checked, type(checked))
