@@ -9,7 +9,10 @@ the account would be extended before its appeal is received — not what
 partition, until every input topic has delivered something at least as late
 (it can then hold nothing earlier), or until it has waited `align_ms` of wall
 time (a quiet topic must not hold the others back for long), and leaves in
-(ts, arrival) order.
+(ts, arrival) order. A topic with a known backlog (its highwater is past what
+reached the stage: after downtime or under lag) is not quiet but late, so
+the input waits for it up to `backlog_wait_ms` instead (Kafka Streams: an
+empty partition with known lag is waited for).
 
 Held inputs live in the `clocks` table (key `h<partition>`), written with the
 batch that holds them: their offsets are acked as usual, and a restart
@@ -27,6 +30,7 @@ import orjson
 from streams.records import Record
 
 HELD_CAP = 20_000  # per partition; beyond it the earliest leave at once (bounded memory)
+BACKLOG_WAIT_MS = 10_000
 
 
 def held_key(partition: int) -> bytes:
@@ -38,9 +42,14 @@ class InputAlignment:
 
     def __init__(self, *, inputs: Iterable[str], align_ms: int,
                  store: MutableMapping[bytes, bytes], wall_ms: Callable[[], int],
-                 cap: int = HELD_CAP) -> None:
+                 highwater: Callable[[str, int], int | None] = lambda topic, partition: None,
+                 cap: int = HELD_CAP, backlog_wait_ms: int = BACKLOG_WAIT_MS) -> None:
         self.inputs = tuple(inputs)
         self.align_ms = align_ms
+        self.highwater = highwater
+        self.backlog_wait_ms = backlog_wait_ms
+        # last offset received per input topic-partition (seeded from the consumer position)
+        self.received: dict[tuple[str, int], int] = {}
         self.store = store
         self.wall_ms = wall_ms
         self.cap = cap
@@ -70,6 +79,7 @@ class InputAlignment:
                 self._decoded.pop(item[1], None)
             for topic in self.inputs:
                 self.newest.pop((topic, partition), None)
+                self.received.pop((topic, partition), None)
 
     def hold(self, ts: int, rec: Record, event: object = None) -> None:
         self._arrivals += 1
@@ -77,6 +87,7 @@ class InputAlignment:
             self._decoded[self._arrivals] = event
         key = (rec.topic, rec.partition)
         self.newest[key] = max(ts, self.newest.get(key, ts))
+        self.received[key] = max(rec.offset, self.received.get(key, -1))
         heapq.heappush(self.heap(rec.partition), [
             ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
             None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
@@ -103,15 +114,26 @@ class InputAlignment:
         return orjson.dumps(heap) if heap else None
 
     def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
-        ts, wall_in = heap[0][0], heap[0][2]
         if self.align_ms <= 0 or len(heap) > self.cap:
             return True
-        if all(self.newest.get((topic, partition), -1) >= ts for topic in self.inputs):
-            return True
-        if now - wall_in >= self.align_ms:
-            self.timed_out += 1
+        limit = self._wait_limit(heap[0][0], partition)
+        if now - heap[0][2] >= limit:
+            self.timed_out += limit > 0
             return True
         return False
+
+    def _wait_limit(self, ts: int, partition: int) -> int:
+        """How long an input at `ts` may wait: 0 once every topic passed it, `align_ms` for a
+        quiet topic, `backlog_wait_ms` for a topic known to have records not received yet."""
+        limit = 0
+        for topic in self.inputs:
+            key = (topic, partition)
+            if self.newest.get(key, -1) >= ts:
+                continue
+            end = self.highwater(topic, partition)
+            backlog = end is not None and end > self.received.get(key, -1) + 1
+            limit = max(limit, self.backlog_wait_ms if backlog else self.align_ms)
+        return limit
 
     def waiting(self) -> dict[int, int]:
         """Held inputs per partition (for the gauge)."""
@@ -121,7 +143,8 @@ class InputAlignment:
         """Partitions whose earliest held input has waited its full time: a batch should run."""
         now = self.wall_ms()
         due = [p for p in partitions
-               if (heap := self.heap(p)) and now - heap[0][2] >= self.align_ms
+               if (heap := self.heap(p))
+               and now - heap[0][2] >= self._wait_limit(heap[0][0], p)
                and now - self._ticked.get(p, -self.align_ms) >= self.align_ms]
         for p in due:
             self._ticked[p] = now  # one tick per wait: the tick is already on its way

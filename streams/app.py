@@ -201,6 +201,8 @@ class Warden:
                 key = (tp.topic, tp.partition)
                 stage = self.account_stage
                 stage.topic_offset[key] = max(position - 1, stage.topic_offset.get(key, -1))
+                received = stage.alignment.received
+                received[key] = max(position - 1, received.get(key, -1))
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """End offset the consumer last heard of for an input partition (None: not fetched)."""

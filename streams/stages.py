@@ -91,7 +91,8 @@ class AccountStage:
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
         self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms, store=clocks,
-                                        wall_ms=lambda: self.wall_ms())
+                                        wall_ms=lambda: self.wall_ms(),
+                                        highwater=lambda t, p: self.highwater(t, p))
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:

@@ -65,6 +65,27 @@ def test_a_quiet_topic_holds_inputs_back_for_align_ms_of_wall_time_only():
     assert align.timed_out == 1
 
 
+def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
+    """After downtime friend-adds still has records on the broker that the worker has not
+    received: a device signal waits for them (up to backlog_wait_ms), not just align_ms."""
+    wall = Wall()
+    ends = {("friend-adds", 0): 50}
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall,
+                           highwater=lambda t, p: ends.get((t, p)), backlog_wait_ms=5_000)
+    align.hold(20, rec("device-signals", 0, 20))
+    align.hold(5, rec("friend-adds", 9, 5))  # friend-adds offsets 10..49 still to come
+    wall.now = 1_000
+    assert released_times(align) == [5] and align.due([0]) == []
+    align.hold(25, rec("friend-adds", 49, 25))  # caught up with the device signal
+    assert released_times(align) == [20]
+    align.hold(30, rec("device-signals", 1, 30))
+    ends[("friend-adds", 0)] = 80
+    wall.now = 5_999  # the friend add at 25 only waits align_ms for the quiet topics
+    assert released_times(align) == [25]
+    wall.now = 6_000
+    assert released_times(align) == [30]
+
+
 def test_zero_align_ms_releases_everything_at_once():
     align = InputAlignment(inputs=INPUTS, align_ms=0, store={}, wall_ms=Wall())
     align.hold(20, rec("friend-adds", 0, 20))
