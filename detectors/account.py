@@ -39,6 +39,7 @@ from detectors.messages import (
 from detectors.policy import OVERTURNING, Lifecycle
 from detectors.reporters import ReporterRecord
 from detectors.triggers.registry import ACCOUNT_TRIGGERS, BY_EVENT_TYPE
+from detectors.values import constructor
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,10 @@ class Outcome:
 
 
 EMPTY = AccountState()
+_account_state = constructor(AccountState)  # AccountState(...) with every field, on hot paths
+# What `run_triggers` steps, per event type: (window name, initial state, step), bound once.
+_STEPS = {etype: tuple((t.name, t.initial, t.step) for t in triggers)
+          for etype, triggers in BY_EVENT_TYPE.items()}
 
 
 def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> Outcome:
@@ -102,19 +107,18 @@ def run_triggers(state: AccountState, event: Any, *, now_ms: int,
     """Step every account trigger that consumes `event`; the new state and their signals."""
     windows = state.windows
     signals: tuple[Signal, ...] = ()
-    for trigger in BY_EVENT_TYPE.get(type(event), ()):
-        name = trigger.name
-        before = windows.get(name, trigger.initial)
-        after, fired = trigger.step(before, event, now_ms=now_ms, policy=policy)
+    for name, initial, step in _STEPS.get(type(event), ()):
+        before = windows.get(name, initial)
+        after, fired = step(before, event, now_ms=now_ms, policy=policy)
         if fired:
             signals += fired
         if after is not before:
-            if after == trigger.initial:
+            if after == initial:
                 windows = {k: v for k, v in windows.items() if k != name}
             else:
                 windows = {**windows, name: after}
     if windows is not state.windows:
-        state = AccountState(state.lifecycle, windows, state.reporter, state.devices)
+        state = _account_state(state.lifecycle, windows, state.reporter, state.devices)
     return state, signals
 
 
@@ -210,7 +214,7 @@ def note_device_use(state: AccountState, event: FriendAdded | RoomCreated | Devi
         last = next((t for d, t in devices if d == device_id), None)
         others = tuple((d, t) for d, t in devices if d != device_id)
         kept = (*others, (device_id, max(event.ts, last or event.ts)))[-cap:]
-    return AccountState(state.lifecycle, state.windows, state.reporter, kept)
+    return _account_state(state.lifecycle, state.windows, state.reporter, kept)
 
 
 def device_use(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,

@@ -29,6 +29,8 @@ from detectors.messages import AccountOnDevice, LiftDue, Message
 SWEEP_EVERY = 1 << 16
 _DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
 _NO_DEVICE = DeviceState()
+_EMPTY_ACCOUNT = account.EMPTY
+run_triggers = account.run_triggers
 DUPLICATE = Rejected("duplicate", "event_id already seen within the dedupe horizon")
 
 
@@ -85,6 +87,8 @@ class Engine:
         # such use was a fifth of a replay. Folded in before anything else reads either state.
         self._uses: dict[str, int] = {}
         self.dedupe = Deduper(policy.state.dedupe_horizon_ms)
+        self._seen, self._dedupe_horizon_ms = self.dedupe.seen, policy.state.dedupe_horizon_ms
+        self._max_devices = policy.state.max_devices_per_account
         self.clock: int | None = None
         self._lifts: list[tuple[int, str]] = []
         self._queue: deque[Message | Event] = deque()
@@ -116,15 +120,22 @@ class Engine:
     def feed(self, event: Event, out: list[Decision]) -> Rejected | None:
         """`process` for batch callers: decisions go to `out`; returns `DUPLICATE`, a
         rejection of the input, or None."""
+        ts = event.ts
+        if self._earliest_ms is None or ts < self._earliest_ms:
+            self._earliest_ms = ts
         clock, lifts = self.clock, self._lifts
-        if self._earliest_ms is None or event.ts < self._earliest_ms:
-            self._earliest_ms = event.ts
-        if clock is None or event.ts > clock:
-            if lifts and lifts[0][0] <= event.ts:
-                out.extend(self.advance(event.ts))
-            clock = self.clock = event.ts
-        if not self.dedupe.first_sighting(event.event_id, now_ms=clock):
-            return DUPLICATE
+        if clock is None or ts > clock:
+            if lifts and lifts[0][0] <= ts:
+                out.extend(self.advance(ts))
+            clock = self.clock = ts
+        # Deduper.first_sighting, inlined: it runs once per input.
+        seen, event_id = self._seen, event.event_id
+        first = seen.get(event_id)
+        if first is not None:
+            if clock - first < self._dedupe_horizon_ms:
+                return DUPLICATE
+            del seen[event_id]
+        seen[event_id] = clock
         rejected = self._input(event, clock, out)
         # A late event may have produced a restriction that is already due.
         if lifts and lifts[0][0] <= clock:
@@ -138,8 +149,10 @@ class Engine:
         """Handle an input and everything it causes.
 
         Fast paths for a device use (most inputs). If no account trigger fires,
-        the device is the account's latest and the account is the only one on
-        it with its current status, the use moves nothing but the two last-use
+        the device is the account's latest (within the cap, so
+        `account.note_device_use` takes its first branch) and the account is
+        the only one on it with its current status (so `device.record`
+        re-records it alone), the use moves nothing but the two last-use
         times: noted in `_uses`. Otherwise, on a device no other account used,
         the device stage would answer its `AccountOnDevice` with a
         `DeviceChecked` carrying just the account-stage signals (device triggers
@@ -148,14 +161,25 @@ class Engine:
         """
         if type(event) in _DEVICE_USES and event.device_id is not None:  # type: ignore[union-attr]
             policy, key, device_id = self.policy, event.account_id, event.device_id  # type: ignore[union-attr]
-            before = self._accounts.get(key, account.EMPTY)
-            state, signals = account.run_triggers(before, event, now_ms=now, policy=policy)
-            if not signals and self._only_times_move(state, key, device_id):
-                if state is not before:
-                    self._accounts[key] = state
-                if self._uses.get(device_id, event.ts) <= event.ts:
-                    self._uses[device_id] = event.ts
-                return None
+            before = self._accounts.get(key, _EMPTY_ACCOUNT)
+            state, signals = run_triggers(before, event, now_ms=now, policy=policy)
+            if not signals:
+                devices = state.devices
+                if devices and devices[-1][0] == device_id and len(devices) <= self._max_devices:
+                    dstate = self._devices.get(device_id)
+                    if dstate is not None and len(dstate.accounts) == 1:
+                        a = dstate.accounts[0]
+                        life = state.lifecycle
+                        r = life.restriction
+                        if a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) == (
+                                (False, 0, (), life.tainted_at) if r is None
+                                else (True, r.level, r.scopes, life.tainted_at)):
+                            if state is not before:
+                                self._accounts[key] = state
+                            ts, uses = event.ts, self._uses
+                            if uses.get(device_id, ts) <= ts:
+                                uses[device_id] = ts
+                            return None
             self._accounts[key] = state
             self._fold_account_uses(key)
             self._fold_uses(device_id)
@@ -177,20 +201,6 @@ class Engine:
         return self._drain(out)
 
     # --- write-behind of last-use times -------------------------------------------
-    def _only_times_move(self, state: AccountState, key: str, device_id: str) -> bool:
-        """Would this use only move the last-use times? (account.note_device_use's first
-        branch, and device.record re-recording the sole account with the same status)"""
-        devices = state.devices
-        if not devices or devices[-1][0] != device_id \
-                or len(devices) > self.policy.state.max_devices_per_account:
-            return False
-        dstate = self._devices.get(device_id)
-        if dstate is None or len(dstate.accounts) != 1:
-            return False
-        a = dstate.accounts[0]
-        return a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) \
-            == account.status(state)
-
     def _fold_uses(self, device_id: str) -> None:
         """Write a device's pending last use into its state and its only account's.
 

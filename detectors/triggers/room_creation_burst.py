@@ -37,8 +37,8 @@ def step(
     state = (open_rooms, any_rooms)
     rules = ((open_rooms, p.open_count, p.open_window_ms, "open"), (any_rooms, p.any_count, p.any_window_ms, "any"))
     for window, threshold, window_ms, room_type in rules:
-        if room_type == "open" and event.room_type != "open":
-            continue
+        if (room_type == "open" and event.room_type != "open") or len(window) < threshold:
+            continue  # no window holds more than every entry (most rooms: a normal account)
         count, end = densest_covering(window, event.ts, window_ms)
         if count >= threshold:
             evidence = {"room_type": room_type, **window_evidence(window, end, window_ms, threshold)}
