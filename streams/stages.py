@@ -392,8 +392,9 @@ class _Work:
         limit = self.stage.lift_clock(partition, self.clock(partition))
         if r.lift_at > limit:
             return  # an input topic still behind may hold an earlier event for it
-        due = before_ts is not None and r.lift_at <= before_ts
-        if not due:
+        if before_ts is not None:
+            due = r.lift_at <= before_ts  # an item older than lift_at goes first
+        else:
             oldest = self.record(key).pending.oldest_ts()
             due = oldest is None or oldest >= r.lift_at
         if due:

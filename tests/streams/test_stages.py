@@ -300,6 +300,35 @@ def test_a_lift_passed_while_replies_were_in_flight_fires_before_the_next_reply(
     assert got == want == [("restricted", T0), ("lifted", T0 + 14 * day), ("restricted", T0 + 15 * day)]
 
 
+def test_a_reply_older_than_lift_at_is_applied_before_a_lift_the_clock_passed_meanwhile():
+    """A virtual-number signal 48 s before lift_at goes to the device stage; meanwhile another
+    account's event moves the partition clock past lift_at. When the answer comes back, replay
+    order is: the signal extends the restriction, no lift. (Found by the live test: the lift
+    fired first, then the signal restricted again at level 2.)"""
+    hour = 3_600_000
+    first = {"event_id": "v1", "ts": T0, "account_id": "vn", "device_id": "d1",
+             "virtual_number": True}
+    want = replay_decisions([("device-signals", first)], T0)
+    lift_at = want[0]["lift_at"]
+    partition = partition_of(b"vn", PARTITIONS)
+    other = next(f"o{i}" for i in range(100) if partition_of(f"o{i}".encode(), PARTITIONS) == partition)
+    late_signal = {"event_id": "v2", "ts": lift_at - 48_000, "account_id": "vn",
+                   "device_id": "d2", "virtual_number": True}
+    other_add = {"event_id": "f1", "ts": lift_at + hour, "account_id": other, "friend_id": "x"}
+    inputs = [("device-signals", first), ("device-signals", late_signal),
+              ("friend-adds", other_add)]
+    want = [(d["type"], d["at"], d["level"]) for d in replay_decisions(inputs, lift_at + hour)]
+    assert [t for t, _, _ in want] == ["restricted", "extended"]
+
+    bus = Bus()
+    bus.feed("device-signals", first)
+    in_flight = bus.commit(bus.account.process(
+        [bus.record("device-signals", b"vn", orjson.dumps(late_signal))]))
+    bus.feed("friend-adds", other_add)
+    bus._deliver(in_flight)
+    assert [(d["type"], d["at"], d["level"]) for d in bus.decisions] == want
+
+
 def test_a_crash_between_outputs_and_state_repeats_identical_decisions_and_loses_nothing():
     """kill -9 after a batch's outputs were delivered but before its state write: the
     restarted worker reprocesses the batch from the old record, producing the same outputs
