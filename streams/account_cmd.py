@@ -19,6 +19,7 @@ from projections.rebuild import current_namespace
 from projections.redis_view import RedisView
 from projections.view import AccountStatus
 from streams.explain import describe, when
+from streams.logsafe import safe
 from streams.settings import Settings, SettingsError
 
 
@@ -76,24 +77,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"warden account show: {exc}", file=sys.stderr)
+        print(f"warden account show: {safe(exc, 500)}", file=sys.stderr)
         return 2
     try:
         status, history, namespace = asyncio.run(
             load(settings, args.account_id, max(args.limit, 0)))
     except (OSError, RedisError) as exc:
         print(f"warden account show: cannot read Redis at "
-              f"{settings.redacted()['redis_url']}: {exc!r}", file=sys.stderr)
+              f"{settings.redacted()['redis_url']}: {safe(repr(exc), 500)}", file=sys.stderr)
         return 1
     if status is None:
         where = (f"namespace {namespace!r}" if namespace
                  else "no projection yet: no worker has written")
-        print(f"warden account show: unknown account {args.account_id!r}: no decision in the "
+        account = safe(args.account_id, 128)
+        print(f"warden account show: unknown account {account!r}: no decision in the "
               f"read model (prefix {settings.redis_prefix!r}, {where})", file=sys.stderr)
         return 1
     if args.json:
         sys.stdout.write(orjson.dumps({"status": status.to_dict(), "decisions": history},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render(status, history))
+        # ids and actors come from the input topics: no line may carry control characters
+        print("\n".join(safe(line, 4000) for line in render(status, history).split("\n")))
     return 0

@@ -26,6 +26,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from detectors.events import Rejected, decode_object
+from streams.logsafe import safe
 from streams.settings import Settings, SettingsError
 
 TOPIC = "moderation-commands"
@@ -108,12 +109,13 @@ def submit(name: str, command: dict[str, Any], settings: Settings | None = None)
     """Validate with the worker's decoder, publish, print the command_id (stdout)."""
     checked = decode_object(TOPIC, command)
     if isinstance(checked, Rejected):
-        print(f"warden {name}: rejected: {checked.code}: {checked.detail}", file=sys.stderr)
+        print(f"warden {name}: rejected: {checked.code}: {safe(checked.detail, 300)}",
+              file=sys.stderr)
         return 2
     try:
         settings = settings or Settings.from_env()
     except SettingsError as exc:
-        print(f"warden {name}: {exc}", file=sys.stderr)
+        print(f"warden {name}: {safe(exc, 500)}", file=sys.stderr)
         return 2
     topic = settings.topics.input(TOPIC)
     try:
@@ -124,9 +126,10 @@ def submit(name: str, command: dict[str, Any], settings: Settings | None = None)
         return 1
     except (TimeoutError, OSError, KafkaError) as exc:
         print(f"warden {name}: cannot publish to {topic!r} on {settings.kafka_bootstrap}: "
-              f"{exc!r}", file=sys.stderr)
+              f"{safe(repr(exc), 500)}", file=sys.stderr)
         return 1
-    print(f"warden {name}: published {command['action']} for account {command['account_id']!r} "
-          f"by {command['actor']!r} to {topic}", file=sys.stderr)
+    print(f"warden {name}: published {command['action']} for account "
+          f"{safe(command['account_id'], 128)!r} by {safe(command['actor'], 128)!r} to {topic}",
+          file=sys.stderr)
     print(command["command_id"])
     return 0

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from projections.rebuild import RebuildReport, RebuildVerificationError, ensure_namespace, rebuild
 from projections.redis_view import RedisView
 from streams.admin import MissingTopic
+from streams.logsafe import safe
 from streams.preflight import partition_counts
 from streams.settings import Settings, SettingsError
 
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warden projections rebuild: verification failed: {exc}", file=sys.stderr)
         return 1
     except (OSError, TimeoutError, KafkaError, RedisError) as exc:
-        print(f"warden projections rebuild: {exc!r}", file=sys.stderr)
+        print(f"warden projections rebuild: {safe(repr(exc), 500)}", file=sys.stderr)
         return 1
     print(render(outcome, settings.redis_prefix))
     return 0

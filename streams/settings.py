@@ -189,7 +189,14 @@ class Settings:
 
 
 def _redact_url(url: str) -> str:
+    """Credentials masked: user:password@ in the authority, and a password= query parameter
+    (redis-py accepts both)."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"
+    path, query_sep, query = rest.partition("?")
+    if "@" in path:  # the last @ ends the userinfo: a password may contain @
+        path = f"***@{path.rsplit('@', 1)[1]}"
+    if query:
+        query = "&".join(f"{param.split('=', 1)[0]}=***"
+                         if param.split("=", 1)[0].lower() == "password" else param
+                         for param in query.split("&"))
+    return f"{scheme}{sep}{path}{query_sep}{query}"

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from streams.logsafe import safe, throttle
 from streams.settings import Settings, SettingsError
 
 
@@ -39,13 +40,15 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(settings))
         warden = Warden(settings)
     except (SettingsError, PolicyError, TopologyError) as exc:
-        print(f"warden worker: {exc}", file=sys.stderr)
+        print(f"warden worker: {safe(exc, 500)}", file=sys.stderr)
         return 2
     except (OSError, asyncio.TimeoutError) as exc:
-        print(f"warden worker: cannot reach Kafka at {Settings.from_env().kafka_bootstrap}: {exc!r}",
+        bootstrap = safe(Settings.from_env().kafka_bootstrap, 200)
+        print(f"warden worker: cannot reach Kafka at {bootstrap}: {safe(repr(exc), 500)}",
               file=sys.stderr)
         return 2
     logging.getLogger("warden").info("settings: %s", settings.redacted())
+    throttle(("aiokafka", "faust.transport"))  # a broker outage: thousands of lines/s
     _install_task_dump()
     worker = Worker(warden.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
