@@ -1,0 +1,186 @@
+"""Latency and memory phases of bench/perf.py, each against its own fresh Warden worker.
+
+Latency: a seeded workload is published at a fixed rate to a fresh prefix while a probe polls
+Redis. Which decisions to expect, and which input causes each, comes from replaying the same
+workload offline (`detectors.engine`, what `warden replay` runs): a decision is timed when its
+`at` equals the event time of an input keyed by the same account, so lifts fired by the clock
+are left out. Its latency is the wall-clock time from the producer's `send()` of that input to
+the first probe poll (every 10 ms) that sees the account's `seq` in Redis at or past the
+decision's `seq`. Decisions that never show up within the drain limit count as `missing`.
+
+Idle memory: the worker's VmRSS before and after N accounts each send one device signal from
+their own device (state: a device history, the device's entry, one dedupe id; no windows, no
+restriction), divided by N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from perf_live import Lag, Worker, publish, rss_bytes, stop, wait_healthy, worker_env, worker_topics
+from perf_report import latency_summary
+from redis.asyncio import Redis
+
+from detectors.engine import Engine
+from detectors.events import Rejected, decode_object
+from projections.keys import Keys
+from streams import simulate
+from streams.producer import key_for
+
+POLL_S = 0.01
+
+
+def expected_decisions(inputs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, int]]:
+    """(account_id, seq, at) of replay's decisions that an input keyed by that account at that
+    event time caused, in event-time order."""
+    engine = Engine()
+    causes = set()
+    out = []
+    for topic, value in inputs:
+        key = key_for(topic, value)
+        causes.add((key.decode() if key else "", value["ts"]))
+        event = decode_object(topic, value)
+        if isinstance(event, Rejected):
+            continue
+        for d in engine.process(event).decisions:
+            if (d.account_id, d.at) in causes:
+                out.append((d.account_id, d.seq, d.at))
+    out.sort(key=lambda e: e[2])
+    return out
+
+
+class Probe:
+    """Polls Redis for the expected decisions whose input has been sent."""
+
+    def __init__(self, redis: Redis, prefix: str, expected: list[tuple[str, int, int]],
+                 sent_at: dict[tuple[str, int], float]) -> None:
+        self.redis, self.prefix, self.expected, self.sent_at = redis, prefix, expected, sent_at
+        self.next = 0
+        self.outstanding: dict[str, list[tuple[int, float]]] = {}
+        self.samples_ms: list[float] = []
+        self.keys: Keys | None = None
+
+    @property
+    def open(self) -> int:
+        return sum(map(len, self.outstanding.values())) + len(self.expected) - self.next
+
+    async def poll(self) -> None:
+        while self.next < len(self.expected):
+            account, seq, at = self.expected[self.next]
+            sent = self.sent_at.get((account, at))
+            if sent is None:
+                break
+            self.outstanding.setdefault(account, []).append((seq, sent))
+            self.next += 1
+        if not self.outstanding:
+            return
+        if self.keys is None:
+            ns = await self.redis.get(f"{self.prefix}:current")
+            if ns is None:
+                return
+            self.keys = Keys(self.prefix, ns.decode())
+        accounts = list(self.outstanding)
+        pipe = self.redis.pipeline(transaction=False)
+        for account in accounts:
+            pipe.hget(self.keys.acct(account), "seq")
+        seqs = await pipe.execute()
+        now = time.time()
+        for account, raw in zip(accounts, seqs, strict=True):
+            if raw is None:
+                continue
+            stored = int(raw)
+            waiting = self.outstanding[account]
+            seen = [s for s in waiting if s[0] <= stored]
+            self.samples_ms.extend((now - sent) * 1000 for _, sent in seen)
+            rest = [s for s in waiting if s[0] > stored]
+            if rest:
+                self.outstanding[account] = rest
+            else:
+                del self.outstanding[account]
+
+
+async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
+                        rate: float, seconds: float, seed: int, start_ms: int, log_dir: Any,
+                        drain_s: float = 120) -> dict[str, Any]:
+    events = int(rate * seconds)
+    accounts = max(1000, events // 10)
+    pop = simulate.plan(accounts=accounts, events=events, seed=seed, start_ms=start_ms)
+    inputs = list(pop.events())
+    expected = expected_decisions(inputs)
+    app_id = f"{prefix}warden"
+    worker = Worker(worker_env(bootstrap, redis_url, prefix, app_id, partitions),
+                    log_dir / f"{app_id}.log")
+    worker.start()
+    redis = Redis.from_url(redis_url)
+    sent_at: dict[tuple[str, int], float] = {}
+    probe = Probe(redis, app_id, expected, sent_at)
+    try:
+        await wait_healthy([worker])
+        consumed0 = worker.metrics().get("warden_events_total", 0.0)
+        producing = asyncio.create_task(publish(bootstrap, prefix, inputs, rate=rate,
+                                                sent_at=sent_at))
+        while not producing.done():
+            await probe.poll()
+            await asyncio.sleep(POLL_S)
+        sent, offer_s = producing.result()
+        consumed = worker.metrics().get("warden_events_total", 0.0) - consumed0
+        deadline = time.monotonic() + drain_s
+        async with Lag(bootstrap, app_id, worker_topics(prefix, app_id), partitions) as lag:
+            next_lag = 0.0
+            while probe.open and time.monotonic() < deadline:
+                await probe.poll()
+                if time.monotonic() > next_lag:  # drained with decisions still unseen: give up
+                    next_lag = time.monotonic() + 2
+                    if await lag.behind() == 0:
+                        await probe.poll()
+                        break
+                await asyncio.sleep(POLL_S)
+        drained_after = time.monotonic() - deadline + drain_s
+    finally:
+        await redis.aclose()
+
+        stop(worker.proc)
+    return {"rate": rate, "seconds": seconds, "events": sent, "accounts": accounts,
+            "offered_per_s": round(sent / offer_s, 1),
+            "consumed_per_s": round(consumed / offer_s, 1),
+            "kept_up": consumed >= 0.95 * sent, "drain_after_offer_s": round(drained_after, 1),
+            "expected": len(expected), "missing": probe.open, **latency_summary(probe.samples_ms)}
+
+
+def idle_inputs(n: int, *, end_ms: int) -> list[tuple[str, dict[str, Any]]]:
+    start = end_ms - n * 10
+    return [("device-signals", {"event_id": f"idle-{i}", "ts": start + i * 10,
+                                "account_id": f"idle-{i:07d}", "device_id": f"idle-dev-{i:07d}"})
+            for i in range(n)]
+
+
+async def idle_memory(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
+                      accounts: int, log_dir: Any, cap_s: float = 600) -> dict[str, Any]:
+
+    app_id = f"{prefix}warden"
+    worker = Worker(worker_env(bootstrap, redis_url, prefix, app_id, partitions),
+                    log_dir / f"{app_id}.log")
+    worker.start()
+    try:
+        await wait_healthy([worker])
+        await asyncio.sleep(3)
+        before = rss_bytes(worker.pid) or 0
+        await publish(bootstrap, prefix, idle_inputs(accounts, end_ms=int(time.time() * 1000)))
+        deadline = time.monotonic() + cap_s
+        partial = False
+        async with Lag(bootstrap, app_id, worker_topics(prefix, app_id), partitions) as lag:
+            while await lag.behind():
+                if time.monotonic() > deadline:
+                    partial = True
+                    break
+                await asyncio.sleep(1)
+        await asyncio.sleep(3)
+        after = rss_bytes(worker.pid) or 0
+        handled = int(worker.metrics().get("warden_events_total", 0))
+    finally:
+        stop(worker.proc)
+    return {"idle_accounts": accounts, "idle_events_handled": handled, "idle_partial": partial,
+            "idle_rss_before": before, "idle_rss_after": after,
+            "bytes_per_idle_account": round((after - before) / max(1, handled), 1)}
