@@ -3,7 +3,8 @@
     make perf            # = .venv/bin/python bench/perf.py (needs `make services-up`)
     python bench/perf.py [--events 500000] [--accounts N] [--partitions 4] [--cap-s 900]
                          [--latency-seconds 60] [--rate 2000] [--idle-accounts 100000]
-                         [--scaling] [--profile-s 60] [--skip A,B,C,D,latency,memory]
+                         [--scaling [--scaling-cap-s 300]] [--profile-s 60]
+                         [--skip A,B,C,D,latency,memory]
                          [--out bench/results/perf-<date>.json] [--keep]
 
 1. Publishes one seeded `warden simulate` workload (all input topics, keyed as the spec
@@ -126,7 +127,7 @@ def run_consumer(run: Run, name: str, prefix: str, total: int, partitions: int) 
 
 
 async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, workers: int = 1,
-                     profile_s: float = 0) -> dict[str, Any]:
+                     profile_s: float = 0, cap_s: float | None = None) -> dict[str, Any]:
     """Stage D (or D2): Warden workers from the beginning until drained or the cap."""
     app_id = f"{prefix}warden{workers}"
     env = worker_env(run.bootstrap, run.redis_url, prefix, app_id, partitions)
@@ -160,7 +161,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                     next_lag = now + 1.0
                     if await lag.behind() == 0:
                         break
-                if first is not None and now - first > run.args.cap_s:
+                if first is not None and now - first > (cap_s or run.args.cap_s):
                     partial = True
                     break
                 if first is None and now - started > 180:
@@ -262,7 +263,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             say(f"[perf] stage D2: 2 workers, {2 * p} partitions", flush=True)
             await run.publish_workload(f"{prefix}x2-", 2 * p)
             result["throughput"]["D2"] = await run_warden(run, f"{prefix}x2-", total, 2 * p,
-                                                          workers=2)
+                                                          workers=2, cap_s=args.scaling_cap_s)
             say(f"[perf]   {result['throughput']['D2']}", flush=True)
         if "latency" not in skip:
             rates = [args.rate]
@@ -309,6 +310,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="skip the second latency phase at half of D's rate (when D < rate)")
     parser.add_argument("--idle-accounts", type=int, default=100_000)
     parser.add_argument("--scaling", action="store_true", help="also D2: 2 workers, 2x partitions")
+    parser.add_argument("--scaling-cap-s", type=float, default=300.0,
+                        help="time cap of D2 (a capped stage reports its partial rate)")
     parser.add_argument("--profile-s", type=float, default=0.0,
                         help="py-spy stage D's worker for this many seconds")
     parser.add_argument("--skip", type=lambda s: [x for x in s.split(",") if x], default=[],

@@ -1,0 +1,94 @@
+"""bench/perf_report.py: the pure half of the issue #5 harness (no Kafka, no Redis)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "perf_report.py"
+_spec = importlib.util.spec_from_file_location("bench_perf_report", _PATH)
+assert _spec is not None and _spec.loader is not None
+report = importlib.util.module_from_spec(_spec)
+sys.modules["bench_perf_report"] = report
+_spec.loader.exec_module(report)
+
+
+def result(**rates: float) -> dict:
+    return {"run": {"date": "2026-11-24", "events": 1000, "accounts": 100, "partitions": 4,
+                    "cpus": 2},
+            "throughput": {k: report.stage(int(v * 10), 10.0) for k, v in rates.items()}}
+
+
+@pytest.mark.parametrize(("samples", "q", "expected"), [
+    ([], 50, None),
+    ([7.0], 99, 7.0),
+    ([5.0, 1.0, 3.0, 2.0, 4.0], 50, 3.0),
+    ([5.0, 1.0, 3.0, 2.0, 4.0], 100, 5.0),
+    ([float(i) for i in range(1, 101)], 99, 99.0),
+    ([float(i) for i in range(1, 101)], 50, 50.0),
+    ([float(i) for i in range(1, 201)], 99, 198.0),
+])
+def test_percentile_is_nearest_rank(samples, q, expected):
+    assert report.percentile(samples, q) == expected
+
+
+def test_latency_summary_of_no_samples_has_no_percentiles():
+    assert report.latency_summary([]) == {"samples": 0, "p50_ms": None, "p99_ms": None,
+                                          "max_ms": None}
+
+
+def test_stage_rate_is_events_over_seconds_and_zero_seconds_gives_zero():
+    assert report.stage(1000, 4.0)["events_per_s"] == 250.0
+    assert report.stage(5, 0.0)["events_per_s"] == 0.0
+
+
+def test_ratios_divide_warden_by_each_baseline_and_skip_missing_stages():
+    r = report.ratios(result(A=100_000, B=10_000, D=1_000))
+    assert r == {"D/A": 0.01, "D/B": 0.1, "D/C": None}
+
+
+def test_scaling_ratio_appears_only_with_two_workers():
+    assert "D2/D" not in report.ratios(result(D=1_000))
+    assert report.ratios(result(D=1_000, D2=1_500))["D2/D"] == 1.5
+
+
+def test_targets_say_met_not_met_or_not_measured():
+    r = result(A=40_000, B=10_000, C=2_000, D=10_000)
+    r["latency"] = [{"rate": 2000, "seconds": 60, "p99_ms": 300.0, "kept_up": True}]
+    r["memory"] = {"bytes_per_idle_account": 900.0, "idle_accounts": 10}
+    verdicts = {name: met for name, met, _ in report.targets(r)}
+    assert verdicts["D >= 5 x C"] is True
+    assert verdicts["D >= B"] is True
+    assert verdicts["D >= 0.25 x A (aim)"] is True
+    assert verdicts["p99 event->Redis <= 250 ms at 2,000/s"] is False
+    assert verdicts["<= 1 KiB per idle tracked account"] is True
+
+
+def test_latency_target_is_not_met_when_the_worker_fell_behind():
+    r = result(D=1)
+    r["latency"] = [{"rate": 2000, "seconds": 60, "p99_ms": 100.0, "kept_up": False}]
+    verdicts = {name: met for name, met, _ in report.targets(r)}
+    assert verdicts["p99 event->Redis <= 250 ms at 2,000/s"] is False
+
+
+def test_table_lists_stages_ratios_and_marks_a_capped_stage_partial():
+    r = result(A=100_000, B=10_000, C=2_000)
+    r["throughput"]["D"] = report.stage(300, 1.0, partial=True)
+    table = report.format_table(r)
+    assert "raw aiokafka" in table and "stock Faust" in table
+    assert "(partial: time cap)" in table
+    assert "D/B = 0.030" in table
+    assert "NOT met" in table
+
+
+def test_json_has_the_result_ratios_and_targets(tmp_path):
+    path = tmp_path / "results" / "perf.json"
+    report.write_json(result(A=100_000, D=1_000), path)
+    written = orjson.loads(path.read_bytes())
+    assert written["throughput"]["D"]["events_per_s"] == 1000.0
+    assert written["ratios"]["D/A"] == 0.01
+    assert {t["target"] for t in written["targets"]} >= {"D >= B", "D >= 5 x C"}
