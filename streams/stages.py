@@ -339,10 +339,17 @@ class _Work:
             pending.parked.append(park(rec, item))
             self.dirty[key] = self.partition_for(rec, key)
             return
-        self.handle(rec, account_id, item)
+        self.send_off(rec, account_id, item)
         if needs_hop(item):
-            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
             self.dirty[key] = self.partition_for(rec, key)
+
+    def send_off(self, rec: Record | None, account_id: str, item: object) -> None:
+        """Apply an input; one that needs a cross-key reply takes its flight slot first, so
+        a lift the clock already passed waits for it (`lift_if_due` after the input)."""
+        if needs_hop(item):
+            pending = self.record(account_id.encode()).pending
+            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
+        self.handle(rec, account_id, item)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
         key = msg.account_id.encode()
@@ -357,14 +364,11 @@ class _Work:
             self.handle(rec, msg.account_id, ready)
         while pending.parked and not pending.flight:
             parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
-            self.handle(parked_rec, msg.account_id, item)
-            if needs_hop(item):
-                pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
+            self.send_off(parked_rec, msg.account_id, item)
         # hop inputs parked behind the last non-hop one can go out together
         while pending.parked and needs_hop(unpark(self.stage.names, pending.parked[0])[1]):
             parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
-            self.handle(parked_rec, msg.account_id, item)
-            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
+            self.send_off(parked_rec, msg.account_id, item)
 
     def partition_for(self, rec: Record | None, key: bytes) -> int:
         return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
@@ -484,7 +488,9 @@ class _Work:
             self.fire_due(partition, self.stage.lift_clock(partition, ts))
             self.clocks[partition] = max(self.clocks[partition], ts)
         else:
-            self.fire_due(partition, self.stage.lift_clock(partition, self.clock(partition)))
+            # an item behind the clock (a late topic, or redelivery after a crash that kept
+            # the clock but not every account's record) goes before lifts due after its ts
+            self.fire_due(partition, min(ts, self.stage.lift_clock(partition, self.clock(partition))))
 
     def fire_due(self, partition: int, until: int) -> None:
         heap = self.stage.lifts(partition)

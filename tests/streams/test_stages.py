@@ -329,6 +329,37 @@ def test_a_reply_older_than_lift_at_is_applied_before_a_lift_the_clock_passed_me
     assert [(d["type"], d["at"], d["level"]) for d in bus.decisions] == want
 
 
+def test_after_a_crash_that_kept_the_clock_but_not_an_account_a_redelivered_input_goes_first():
+    """The partition clock and the account records are separate changelog values: a crash can
+    persist a clock past lift_at but not the record the older input changed. Redelivered, that
+    input must still be applied before the lift, as before the crash (no seq with two meanings)."""
+    hour = 3_600_000
+    first = {"event_id": "v1", "ts": T0, "account_id": "vn", "device_id": "d1",
+             "virtual_number": True}
+    lift_at = replay_decisions([("device-signals", first)], T0)[0]["lift_at"]
+    partition = partition_of(b"vn", PARTITIONS)
+    other = next(f"o{i}" for i in range(100) if partition_of(f"o{i}".encode(), PARTITIONS) == partition)
+    late_signal = {"event_id": "v2", "ts": lift_at - 48_000, "account_id": "vn",
+                   "device_id": "d2", "virtual_number": True}
+    other_add = {"event_id": "f1", "ts": lift_at + hour, "account_id": other, "friend_id": "x"}
+    inputs = [("device-signals", first), ("device-signals", late_signal), ("friend-adds", other_add)]
+    want = {d["decision_id"]: (d["type"], d["at"]) for d in replay_decisions(inputs, lift_at + hour)}
+
+    bus = Bus()
+    bus.feed("device-signals", first)
+    before_crash = bus.accounts[b"vn"]
+    bus.feed("device-signals", late_signal)
+    bus.feed("friend-adds", other_add)
+    bus.accounts[b"vn"] = before_crash          # lost with the crash; the clock was kept
+    bus.account.forget_partitions(range(PARTITIONS))
+    bus.feed("device-signals", late_signal)      # redelivered
+    bus.feed("friend-adds", other_add)
+    got: dict[str, tuple[str, int]] = {}
+    for d in bus.decisions:
+        assert got.setdefault(d["decision_id"], (d["type"], d["at"])) == (d["type"], d["at"]), d
+    assert got == want
+
+
 def test_a_crash_between_outputs_and_state_repeats_identical_decisions_and_loses_nothing():
     """kill -9 after a batch's outputs were delivered but before its state write: the
     restarted worker reprocesses the batch from the old record, producing the same outputs
