@@ -65,9 +65,30 @@ STAGES = ("A", "B", "C", "D", "latency", "memory")
 CONSUMER_KIND = {"A": "raw", "B": "faust-noop", "C": "faust-table"}
 
 
+class WorkerCrashed(RuntimeError):
+    """A Warden worker exited on its own; `stage` is what it handled until then."""
+
+    def __init__(self, reason: str, measured: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason, self.stage = reason, measured
+
+
+def crash_reason(log_text: str) -> str:
+    """The first ERROR/CRITICAL line of a worker log, without its timestamp prefix."""
+    for line in log_text.splitlines():
+        if "[ERROR]" in line or "[CRITICAL]" in line:
+            return line.split("] ", 3)[-1].strip()[:300]
+    return "exited (no ERROR line in its log)"
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.extra_env: dict[str, str] = parse_env(args.worker_env)
         self.id = f"perf{time.strftime('%m%d%H%M%S')}{os.getpid() % 1000:03d}-"
         self.dir = REPO / ".run" / "perf" / self.id.rstrip("-")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -130,26 +151,30 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                      profile_s: float = 0, cap_s: float | None = None) -> dict[str, Any]:
     """Stage D (or D2): Warden workers from the beginning until drained or the cap."""
     app_id = f"{prefix}warden{workers}"
-    env = worker_env(run.bootstrap, run.redis_url, prefix, app_id, partitions)
+    env = {**worker_env(run.bootstrap, run.redis_url, prefix, app_id, partitions), **run.extra_env}
     ws = [Worker(env, run.dir / f"{app_id}-{i}.log") for i in range(workers)]
     for w in ws:
         w.start()
     started = time.monotonic()
     first = last_apply = None
-    applied = -1.0
+    applied = done = -1.0
     events = decisions = events0 = 0.0
     rss0: list[int] = []
     profiler: subprocess.Popen[bytes] | None = None
     partial = False
+    crashed: str | None = None
     try:
         async with Lag(run.bootstrap, app_id, worker_topics(prefix, app_id), partitions) as lag:
             next_lag = 0.0
             while True:
                 now = time.monotonic()
                 metrics = [w.metrics() for w in ws]
-                events = sum(m.get("warden_events_total", 0.0) for m in metrics)
-                decisions = sum(m.get("warden_decisions_total", 0.0) for m in metrics)
-                done = sum(m.get("warden_projection_applied_total", 0.0) for m in metrics)
+                if all(metrics):  # a worker that is not answering keeps its last numbers
+                    events = sum(m.get("warden_events_total", 0.0) for m in metrics)
+                    decisions = sum(m.get("warden_decisions_total", 0.0) for m in metrics)
+                    done = sum(m.get("warden_projection_applied_total", 0.0) for m in metrics)
+                else:
+                    done = applied
                 if first is None and events > 0:
                     first, events0 = now, events
                     rss0 = [rss_bytes(w.pid) or 0 for w in ws]
@@ -166,9 +191,13 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                     break
                 if first is None and now - started > 180:
                     raise RuntimeError(f"{app_id} consumed nothing in 180 s:\n{ws[0].log_tail()}")
-                for w in ws:
-                    if not w.alive():
-                        raise RuntimeError(f"{app_id} exited:\n{w.log_tail()}")
+                dead = [w for w in ws if not w.alive()]
+                if dead and first is None:
+                    raise RuntimeError(f"{app_id} exited:\n{dead[0].log_tail()}")
+                if dead:
+                    crashed = crash_reason(dead[0].log_path.read_text(errors="replace"))
+                    partial = True
+                    break
                 await asyncio.sleep(0.2)
         rss1 = [rss_bytes(w.pid) or 0 for w in ws]
     finally:
@@ -181,6 +210,10 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     note = f"{int(decisions):,} decisions, {int(applied):,} applied to Redis"
     result = stage(int(events - events0), end - first, partial=partial, note=note)
     result["rss_start"], result["rss_end"] = sum(rss0), sum(rss1)
+    result["env"] = dict(run.extra_env)
+    if crashed:
+        result["crashed"] = crashed
+        raise WorkerCrashed(crashed, result)
     return result
 
 
@@ -238,6 +271,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         say(f"[perf] publishing {args.events:,} events to {prefix}* ({p} partitions)", flush=True)
         total, seconds = await run.publish_workload(prefix, p)
+        result["run"]["worker_env"] = run.extra_env
         result["run"].update(events=total, accounts=run.accounts_seen,
                              publish_per_s=round(total / seconds))
         say(f"[perf] published {total:,} in {seconds:.1f} s; {run.accounts_seen:,} accounts")
@@ -248,8 +282,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["throughput"][name] = run_consumer(run, name, prefix, total, p)
             say(f"[perf]   {result['throughput'][name]}", flush=True)
         if "D" not in skip:
-            say("[perf] stage D: Warden worker", flush=True)
-            d = await run_warden(run, prefix, total, p, profile_s=args.profile_s)
+            say(f"[perf] stage D: Warden worker {run.extra_env or ''}", flush=True)
+            try:
+                d = await run_warden(run, prefix, total, p, profile_s=args.profile_s)
+            except WorkerCrashed as exc:
+                result["throughput"]["D_crashed"] = exc.stage
+                say(f"[perf]   CRASHED: {exc.stage}", flush=True)
+                if not args.fallback_env:
+                    raise
+                run.extra_env.update(parse_env(args.fallback_env))
+                say(f"[perf] stage D again with {run.extra_env} (also for every later worker),"
+                    f" on a fresh copy of the workload", flush=True)
+                await run.publish_workload(f"{prefix}b-", p)  # account-decisions is per prefix
+                d = await run_warden(run, f"{prefix}b-", total, p, profile_s=args.profile_s)
             result["throughput"]["D"] = d
             say(f"[perf]   {d}", flush=True)
             if not d["partial"] and d["rss_end"]:
@@ -278,6 +323,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     bootstrap=run.bootstrap, redis_url=run.redis_url,
                     prefix=f"{prefix}lat{rate:.0f}-",
                     partitions=p, rate=rate, seconds=args.latency_seconds, seed=args.seed + 1,
+                    extra_env=run.extra_env,
                     start_ms=int(time.time() * 1000) - 7 * DAY_MS, log_dir=run.dir)
                 result["latency"].append(phase)
                 say(f"[perf]   {phase}", flush=True)
@@ -286,6 +332,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             mem = await idle_memory(bootstrap=run.bootstrap, redis_url=run.redis_url,
                                     prefix=f"{prefix}idle-", partitions=p,
                                     accounts=args.idle_accounts, log_dir=run.dir,
+                                    extra_env=run.extra_env,
                                     cap_s=args.cap_s)
             result.setdefault("memory", {}).update(mem)
             say(f"[perf]   {mem}", flush=True)
@@ -314,6 +361,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time cap of D2 (a capped stage reports its partial rate)")
     parser.add_argument("--profile-s", type=float, default=0.0,
                         help="py-spy stage D's worker for this many seconds")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="VAR=VALUE",
+                        help="extra environment of every Warden worker (repeatable)")
+    parser.add_argument("--fallback-env", action="append", default=None, metavar="VAR=VALUE",
+                        help="if stage D's worker crashes, record it and rerun D and every later "
+                             "worker with this (default: WARDEN_ALIGN_MS=0; 'none' to stop)")
     parser.add_argument("--skip", type=lambda s: [x for x in s.split(",") if x], default=[],
                         help=f"comma-separated of {','.join(STAGES)}")
     today = time.strftime("%Y-%m-%d")
@@ -325,6 +377,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("WARDEN_REDIS_URL",
                                                               "redis://127.0.0.1:6379/0"))
     args = parser.parse_args(argv)
+    if args.fallback_env is None:
+        args.fallback_env = ["WARDEN_ALIGN_MS=0"]
+    elif args.fallback_env == ["none"]:
+        args.fallback_env = []
     unknown = set(args.skip) - set(STAGES)
     if unknown:
         parser.error(f"--skip: unknown {', '.join(sorted(unknown))}")

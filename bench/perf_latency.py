@@ -103,15 +103,16 @@ class Probe:
 
 async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
                         rate: float, seconds: float, seed: int, start_ms: int, log_dir: Any,
-                        drain_s: float = 120) -> dict[str, Any]:
+                        drain_s: float = 120, extra_env: dict[str, str] | None = None
+                        ) -> dict[str, Any]:
     events = int(rate * seconds)
     accounts = max(1000, events // 10)
     pop = simulate.plan(accounts=accounts, events=events, seed=seed, start_ms=start_ms)
     inputs = list(pop.events())
     expected = expected_decisions(inputs)
     app_id = f"{prefix}warden"
-    worker = Worker(worker_env(bootstrap, redis_url, prefix, app_id, partitions),
-                    log_dir / f"{app_id}.log")
+    worker = Worker({**worker_env(bootstrap, redis_url, prefix, app_id, partitions),
+                     **(extra_env or {})}, log_dir / f"{app_id}.log")
     worker.start()
     redis = Redis.from_url(redis_url)
     sent_at: dict[tuple[str, int], float] = {}
@@ -157,11 +158,12 @@ def idle_inputs(n: int, *, end_ms: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def idle_memory(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
-                      accounts: int, log_dir: Any, cap_s: float = 600) -> dict[str, Any]:
+                      accounts: int, log_dir: Any, cap_s: float = 600,
+                      extra_env: dict[str, str] | None = None) -> dict[str, Any]:
 
     app_id = f"{prefix}warden"
-    worker = Worker(worker_env(bootstrap, redis_url, prefix, app_id, partitions),
-                    log_dir / f"{app_id}.log")
+    worker = Worker({**worker_env(bootstrap, redis_url, prefix, app_id, partitions),
+                     **(extra_env or {})}, log_dir / f"{app_id}.log")
     worker.start()
     try:
         await wait_healthy([worker])

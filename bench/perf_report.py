@@ -23,6 +23,7 @@ STAGE_NAMES = {
     "A": "raw aiokafka getmany + orjson.loads (limit)",
     "B": "stock Faust agent, no-op per event",
     "C": "Faust tutorial-style friend_add_burst, 1 Table update/event",
+    "D_crashed": "Warden worker, default settings (CRASHED, see below)",
     "D": "Warden worker, full pipeline to Redis",
     "D2": "Warden, 2 workers, 2x partitions",
 }
@@ -123,9 +124,15 @@ def format_table(result: dict[str, Any]) -> str:
         s = result.get("throughput", {}).get(name)
         if not s:
             continue
-        mark = " (partial: time cap)" if s.get("partial") else ""
+        mark = " (crashed)" if s.get("crashed") else " (partial: time cap)" if s.get(
+            "partial") else ""
         lines.append(f"{name:<4} {label:<60} {s['events']:>9,} {s['seconds']:>8,.1f} "
                      f"{s['events_per_s']:>10,.0f}{mark}")
+    for name, s in result.get("throughput", {}).items():
+        if s.get("crashed"):
+            lines.append(f"  {name}: the worker crashed: {s['crashed']}")
+        if s.get("env"):
+            lines.append(f"  {name}: worker run with {s['env']}")
     r = ratios(result)
     lines += ["", "ratios: " + "   ".join(f"{k} = {_num(v, '.3f')}" for k, v in r.items())]
     for phase in result.get("latency") or ():
