@@ -274,18 +274,12 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     """
     windows = state.windows
     if windows:
-        kept_windows = {}
-        changed = False
         for name, window in windows.items():
             trigger = ACCOUNT_TRIGGERS[name]
             kept = trigger.expire(window, now_ms=now_ms, policy=policy)
-            if kept != trigger.initial:
-                kept_windows[name] = kept
-                changed = changed or kept is not window
-            else:
-                changed = True
-        if changed:
-            windows = kept_windows
+            if kept is not window or kept == trigger.initial:  # a change (most sweeps keep all)
+                windows = _expire_windows(windows, now_ms=now_ms, policy=policy)
+                break
     life = state.lifecycle
     if life.past_starts:
         life = lifecycle.expire(life, now_ms=now_ms, policy=policy)
@@ -302,6 +296,12 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
             and devices is state.devices):
         return state
     return AccountState(life, windows, record, devices)
+
+
+def _expire_windows(windows: dict[str, Any], *, now_ms: int, policy: Policy) -> dict[str, Any]:
+    kept = {name: ACCOUNT_TRIGGERS[name].expire(w, now_ms=now_ms, policy=policy)
+            for name, w in windows.items()}
+    return {name: w for name, w in kept.items() if w != ACCOUNT_TRIGGERS[name].initial}
 
 
 def is_droppable(state: AccountState) -> bool:

@@ -82,10 +82,10 @@ class Engine:
         self._accounts: dict[str, AccountState] = {}
         self._devices: dict[str, DeviceState] = {}
         # Write-behind of the one thing most device uses change (see `_input`): device id ->
-        # time of the newest use by the device's only account, not yet in either state. A
+        # (its only account, time of that account's newest use), not yet in either state. A
         # mutable map private to the engine, because rebuilding both frozen states on every
         # such use was a fifth of a replay. Folded in before anything else reads either state.
-        self._uses: dict[str, int] = {}
+        self._uses: dict[str, tuple[str, int]] = {}
         self.dedupe = Deduper(policy.state.dedupe_horizon_ms)
         self._seen, self._dedupe_horizon_ms = self.dedupe.seen, policy.state.dedupe_horizon_ms
         self._max_devices = policy.state.max_devices_per_account
@@ -164,22 +164,17 @@ class Engine:
             before = self._accounts.get(key, _EMPTY_ACCOUNT)
             state, signals = run_triggers(before, event, now_ms=now, policy=policy)
             if not signals:
-                devices = state.devices
-                if devices and devices[-1][0] == device_id and len(devices) <= self._max_devices:
-                    dstate = self._devices.get(device_id)
-                    if dstate is not None and len(dstate.accounts) == 1:
-                        a = dstate.accounts[0]
-                        life = state.lifecycle
-                        r = life.restriction
-                        if a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) == (
-                                (False, 0, (), life.tainted_at) if r is None
-                                else (True, r.level, r.scopes, life.tainted_at)):
-                            if state is not before:
-                                self._accounts[key] = state
-                            ts, uses = event.ts, self._uses
-                            if uses.get(device_id, ts) <= ts:
-                                uses[device_id] = ts
-                            return None
+                uses, ts = self._uses, event.ts  # type: ignore[union-attr]
+                pending = uses.get(device_id)
+                # A pending use of the device by this account means the checks held then, and
+                # nothing they read has changed since (see `_fold_uses`): the same answer.
+                if pending[0] == key if pending is not None \
+                        else self._only_times_move(state, key, device_id):
+                    if state is not before:
+                        self._accounts[key] = state
+                    if pending is None or pending[1] < ts:
+                        uses[device_id] = (key, ts)
+                    return None
             self._accounts[key] = state
             self._fold_account_uses(key)
             self._fold_uses(device_id)
@@ -201,6 +196,19 @@ class Engine:
         return self._drain(out)
 
     # --- write-behind of last-use times -------------------------------------------
+    def _only_times_move(self, state: AccountState, key: str, device_id: str) -> bool:
+        """Would this use only move the last-use times? (account.note_device_use's first
+        branch, and device.record re-recording the sole account with the same status)"""
+        devices = state.devices
+        if not devices or devices[-1][0] != device_id or len(devices) > self._max_devices:
+            return False
+        dstate = self._devices.get(device_id)
+        if dstate is None or len(dstate.accounts) != 1:
+            return False
+        a = dstate.accounts[0]
+        return a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) \
+            == account.status(state)
+
     def _fold_uses(self, device_id: str) -> None:
         """Write a device's pending last use into its state and its only account's.
 
@@ -210,9 +218,10 @@ class Engine:
         `_drain`, `_handle_device`, the sweep (when device uses can expire) and
         the `accounts` / `devices` views.
         """
-        ts = self._uses.pop(device_id, None)
-        if ts is None:
+        pending = self._uses.pop(device_id, None)
+        if pending is None:
             return
+        ts = pending[1]
         dstate = self._devices[device_id]
         a = dstate.accounts[0]
         if a.last_used_at < ts:
