@@ -298,6 +298,31 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     return AccountState(life, windows, record, devices)
 
 
+def expire_all(states: dict[str, AccountState], *, now_ms: int,
+               policy: Policy) -> list[tuple[str, AccountState]]:
+    """`expire` over many accounts: (key, state) of each that changes or can be dropped.
+
+    Most accounts hold nothing but devices used within the horizon (the
+    checks `expire` starts with), so only the others are expired in full.
+    """
+    device_horizon = now_ms - policy.tainted_device.horizon_ms
+    changed = []
+    for key, state in states.items():
+        record = state.reporter
+        if (state.windows or state.lifecycle.past_starts or record.overturned_at
+                or record.muted_until is not None):
+            kept = expire(state, now_ms=now_ms, policy=policy)
+        else:
+            kept = state
+            for _, t in state.devices:
+                if t <= device_horizon:
+                    kept = expire(state, now_ms=now_ms, policy=policy)
+                    break
+        if kept is not state or (not kept.devices and is_droppable(kept)):
+            changed.append((key, kept))
+    return changed
+
+
 def _expire_windows(windows: dict[str, Any], *, now_ms: int, policy: Policy) -> dict[str, Any]:
     kept = {name: ACCOUNT_TRIGGERS[name].expire(w, now_ms=now_ms, policy=policy)
             for name, w in windows.items()}

@@ -128,14 +128,15 @@ class Engine:
             if lifts and lifts[0][0] <= ts:
                 out.extend(self.advance(ts))
             clock = self.clock = ts
-        # Deduper.first_sighting, inlined: it runs once per input.
+        # Deduper.first_sighting, inlined, with one lookup in the (large) map for a new id.
         seen, event_id = self._seen, event.event_id
-        first = seen.get(event_id)
-        if first is not None:
+        size = len(seen)
+        first = seen.setdefault(event_id, clock)
+        if len(seen) == size:  # seen before
             if clock - first < self._dedupe_horizon_ms:
                 return DUPLICATE
             del seen[event_id]
-        seen[event_id] = clock
+            seen[event_id] = clock
         rejected = self._input(event, clock, out)
         # A late event may have produced a restriction that is already due.
         if lifts and lifts[0][0] <= clock:
@@ -307,12 +308,7 @@ class Engine:
         if device_uses_expire:
             self._fold_all_uses()  # else pending times cannot change what expires
         accounts = self._accounts
-        changed: list[tuple[str, AccountState]] = []
-        for key, state in accounts.items():
-            kept = account.expire(state, now_ms=now, policy=policy)
-            if kept is not state or account.is_droppable(kept):
-                changed.append((key, kept))
-        for key, kept in changed:
+        for key, kept in account.expire_all(accounts, now_ms=now, policy=policy):
             if account.is_droppable(kept):
                 del accounts[key]
             else:
