@@ -214,22 +214,29 @@ class AccountStage:
         return keys
 
     def lift_clock(self, partition: int, clock: int) -> int:
-        """The time lifts may fire at: `clock`, held back by input topics still behind.
+        """The time lifts may fire at: `clock`, held back by inputs not applied yet.
 
-        A topic-partition with records not yet handled (its highwater is past
-        the last offset handled here) has only reached its newest handled `ts`;
-        firing a lift past that could pre-empt an event of that topic that
+        A topic-partition with records not yet received (its highwater is past
+        the last offset received here) has only reached its newest received
+        `ts`; firing a lift past that could pre-empt an event of that topic that
         replay would have seen first (a backlog after a restart or a lag).
         An unknown highwater (not fetched yet, e.g. just after a restart) holds
-        lifts back too: the partition may hold a backlog.
+        lifts back too: the partition may hold a backlog. Inputs received but
+        waiting in the alignment buffer have known times: a lift may fire up to
+        the earliest of them (replay fires a lift before an event at its time).
         """
         held = clock
+        align = self.alignment
         for topic in self.names.inputs:
-            handled = self.topic_offset.get((topic, partition))
+            key = (topic, partition)
+            received = max(self.topic_offset.get(key, -1), align.received.get(key, -1))
             end = self.highwater(topic, partition)
-            if end is not None and end <= (handled + 1 if handled is not None else 0):
-                continue  # caught up
-            held = min(held, self.topic_ts.get((topic, partition), -1))
+            if end is not None and end <= received + 1:
+                continue  # everything on the broker has reached this stage
+            held = min(held, max(self.topic_ts.get(key, -1), align.newest.get(key, -1)))
+        waiting = align.heap(partition)
+        if waiting:
+            held = min(held, waiting[0][0])
         return held
 
     def report_lag(self, assigned: Iterable[int]) -> None:

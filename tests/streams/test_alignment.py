@@ -5,10 +5,10 @@ event-time order — so an appeal fetched after a later device signal is still a
 from __future__ import annotations
 
 import orjson
-from test_stages import NAMES, T0, Bus, replay_decisions
+from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
 
 from streams.alignment import InputAlignment, held_key
-from streams.records import Record
+from streams.records import Record, partition_of
 
 INPUTS = NAMES.inputs
 DAY = 86_400_000
@@ -151,3 +151,46 @@ def test_an_appeal_fetched_after_a_later_signal_is_still_applied_first():
 
     unaligned = Bus()  # align_ms = 0: arrival order within separate batches
     assert _fetched_out_of_order(unaligned, inputs) != want
+
+
+def test_a_lift_fires_before_a_later_input_while_other_inputs_wait_in_the_buffer():
+    """Replay: the restriction lifts at lift_at, then an operator's restrict an hour later
+    restricts anew. Live, another topic's later input still waits in the buffer when the
+    command is applied; that must not hold the lift back (its time is known), or the command
+    would extend the old restriction instead."""
+    hour = 3_600_000
+    first = {"event_id": "v1", "ts": T0, "account_id": "vn", "device_id": "d1",
+             "virtual_number": True}
+    lift_at = replay_decisions([("device-signals", first)], T0)[0]["lift_at"]
+    partition = partition_of(b"vn", PARTITIONS)
+    other = next(f"o{i}" for i in range(100)
+                 if partition_of(f"o{i}".encode(), PARTITIONS) == partition)
+    command = {"command_id": "c1", "ts": lift_at + hour, "account_id": "vn", "actor": "op",
+               "action": "restrict", "scopes": ["add_friend"]}
+    other_add = {"event_id": "f1", "ts": lift_at + 2 * hour, "account_id": other,
+                 "friend_id": "x"}
+    inputs = [("device-signals", first), ("moderation-commands", command),
+              ("friend-adds", other_add)]
+    want = [(d["type"], d["at"], d["level"]) for d in replay_decisions(inputs, lift_at + 2 * hour)]
+    assert [t for t, _, lvl in want] == ["restricted", "lifted", "restricted"]
+
+    bus = Bus()
+    wall = {"now": T0}
+    bus.account.wall_ms = lambda: wall["now"]
+    bus.account.alignment.align_ms = 100
+    bus.account.highwater = lambda topic, p: bus.offsets.get(topic, 0)  # all on one partition
+
+    def arrive(*batch):
+        bus._deliver([bus.record(t, v["account_id"].encode(), orjson.dumps(v)) for t, v in batch])
+
+    def wait_out():
+        wall["now"] += 1_000
+        bus._deliver([bus.record(NAMES.account_inbox, None, orjson.dumps(["tick", 0]), partition)])
+
+    arrive(inputs[0])
+    wait_out()
+    arrive(inputs[2])   # the friend add is fetched first and waits for the quiet topics
+    wall["now"] += 50
+    arrive(inputs[1])   # the earlier command arrives
+    wait_out()          # both leave, in event-time order
+    assert [(d["type"], d["at"], d["level"]) for d in bus.decisions] == want
