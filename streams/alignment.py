@@ -29,7 +29,10 @@ import orjson
 
 from streams.records import Record
 
-HELD_CAP = 20_000  # per partition; beyond it the earliest leave at once (bounded memory)
+HELD_CAP = 5_000  # inputs per partition; beyond it the earliest leave at once
+# bytes per partition: the buffer is one changelog value, and Kafka refuses records over
+# 1 MB by default (a backlog after downtime filled a 20,000-input buffer past that)
+HELD_BYTES = 512 * 1024
 BACKLOG_WAIT_MS = 10_000
 
 
@@ -43,7 +46,8 @@ class InputAlignment:
     def __init__(self, *, inputs: Iterable[str], align_ms: int,
                  store: MutableMapping[bytes, bytes], wall_ms: Callable[[], int],
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: None,
-                 cap: int = HELD_CAP, backlog_wait_ms: int = BACKLOG_WAIT_MS) -> None:
+                 cap: int = HELD_CAP, max_bytes: int = HELD_BYTES,
+                 backlog_wait_ms: int = BACKLOG_WAIT_MS) -> None:
         self.inputs = tuple(inputs)
         self.align_ms = align_ms
         self.highwater = highwater
@@ -53,6 +57,8 @@ class InputAlignment:
         self.store = store
         self.wall_ms = wall_ms
         self.cap = cap
+        self.max_bytes = max_bytes
+        self._bytes: dict[int, int] = {}  # estimated stored size per partition
         self.newest: dict[tuple[str, int], int] = {}  # newest ts received, per topic-partition
         self._heaps: dict[int, list[list[Any]]] = {}
         self._arrivals = 0
@@ -69,6 +75,7 @@ class InputAlignment:
             heap = orjson.loads(raw) if raw else []
             for item in heap:
                 self._arrivals = max(self._arrivals, item[1])
+            self._bytes[partition] = sum(_size(item) for item in heap)
             heapq.heapify(heap)
             self._heaps[partition] = heap
         return heap
@@ -77,6 +84,7 @@ class InputAlignment:
         for partition in partitions:
             for item in self._heaps.pop(partition, None) or ():
                 self._decoded.pop(item[1], None)
+            self._bytes.pop(partition, None)
             for topic in self.inputs:
                 self.newest.pop((topic, partition), None)
                 self.received.pop((topic, partition), None)
@@ -88,10 +96,11 @@ class InputAlignment:
         key = (rec.topic, rec.partition)
         self.newest[key] = max(ts, self.newest.get(key, ts))
         self.received[key] = max(rec.offset, self.received.get(key, -1))
-        heapq.heappush(self.heap(rec.partition), [
-            ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
-            None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
-            rec.timestamp_ms])
+        item = [ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
+                None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
+                rec.timestamp_ms]
+        heapq.heappush(self.heap(rec.partition), item)
+        self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(item)
 
     def release(self, partitions: Iterable[int]) -> list[tuple[int, int, Record, object]]:
         """Inputs free to go, in (ts, arrival) order per partition, with the decoded event
@@ -101,7 +110,9 @@ class InputAlignment:
         for partition in partitions:
             heap = self.heap(partition)
             while heap and self._may_leave(heap, partition, now):
-                ts, arrival, _wall, topic, offset, key, value, stamp = heapq.heappop(heap)
+                item = heapq.heappop(heap)
+                self._bytes[partition] -= _size(item)
+                ts, arrival, _wall, topic, offset, key, value, stamp = item
                 out.append((ts, arrival, Record(topic, partition, offset,
                                                 None if key is None else key.encode(),
                                                 value.encode(), stamp),
@@ -114,7 +125,7 @@ class InputAlignment:
         return orjson.dumps(heap) if heap else None
 
     def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
-        if self.align_ms <= 0 or len(heap) > self.cap:
+        if self.align_ms <= 0 or len(heap) > self.cap or self._bytes[partition] > self.max_bytes:
             return True
         limit = self._wait_limit(heap[0][0], partition)
         if now - heap[0][2] >= limit:
@@ -149,3 +160,8 @@ class InputAlignment:
         for p in due:
             self._ticked[p] = now  # one tick per wait: the tick is already on its way
         return due
+
+
+def _size(item: list[Any]) -> int:
+    """Exact stored size of one entry (escaping can double a value's quotes)."""
+    return len(orjson.dumps(item)) + 1

@@ -99,6 +99,18 @@ def test_the_buffer_is_capped():
     assert released_times(align) == [0, 1]
 
 
+def test_the_stored_buffer_stays_under_its_byte_budget():
+    """The buffer is one changelog value: a backlog of large inputs must not grow it past
+    what Kafka accepts in one record."""
+    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=Wall(),
+                           max_bytes=100_000)
+    for i in range(200):
+        align.hold(i, Record("friend-adds", 0, i, b"a", orjson.dumps({"ts": i, "pad": "x" * 2000}),
+                             None))
+    align.release([0])
+    assert 100_000 - 2_100 < len(align.stored(0)) <= 100_000
+
+
 def test_held_inputs_survive_a_restart_through_the_table():
     wall = Wall()
     store: dict[bytes, bytes] = {}
