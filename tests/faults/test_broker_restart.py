@@ -130,6 +130,7 @@ def restarted(tmp_path_factory, private_kafka, redis_url):
                  and log_size(bootstrap, decisions_topic) > 0,
                  timeout=90, what="traffic and decisions before the broker stops")
         assert producer.is_alive(), "the workload ended before the broker stopped"
+        log_lines = len(worker.log_path.read_text(errors="replace").splitlines())
         private_kafka.stop()
         down_at = time.monotonic()
         say(f"broker stopped after {producer.sent} inputs")
@@ -137,6 +138,8 @@ def restarted(tmp_path_factory, private_kafka, redis_url):
                  what="the outage window")
         assert worker.proc is not None and worker.proc.poll() is None, \
             f"the worker exited while the broker was down:\n{worker.log_tail()}"
+        report["outage_log_lines"] = len(
+            worker.log_path.read_text(errors="replace").splitlines()) - log_lines
         private_kafka.start()
         report["down_s"] = time.monotonic() - down_at
         say(f"broker started again after {report['down_s']:.1f} s")
@@ -159,7 +162,6 @@ def restarted(tmp_path_factory, private_kafka, redis_url):
             first.setdefault(orjson.loads(value)["decision_id"], value)
         decisions = [orjson.loads(v) for v in first.values()]
         digest = asyncio.run(_redis_digest(redis_url, app_id))
-        report["log"] = worker.log_path.read_text(errors="replace")
     say(f"{len(raw)} decisions on the log, {len(decisions)} distinct; replay has {len(expected)}")
     return CrashedRun(raw, decisions, expected, digest, workload), report
 
@@ -182,3 +184,10 @@ def test_after_a_broker_restart_decisions_equal_replay_per_account(restarted):
 
 def test_the_broker_was_down_for_the_whole_window(restarted):
     assert restarted[1]["down_s"] >= DOWN_S
+
+
+def test_a_broker_outage_does_not_flood_the_log(restarted):
+    """Before streams/logsafe.RepeatThrottle, aiokafka logged ~5,000 lines a second here."""
+    lines = restarted[1]["outage_log_lines"]
+    print(f"{lines} worker log lines while the broker was down")
+    assert lines < 50 * DOWN_S
