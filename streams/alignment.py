@@ -63,7 +63,9 @@ class InputAlignment:
         self._heaps: dict[int, list[list[Any]]] = {}
         self._arrivals = 0
         self._ticked: dict[int, int] = {}
-        self._decoded: dict[int, object] = {}  # arrival -> decoded event, saves a second decode
+        # (partition, arrival) -> decoded event, saves a second decode; arrival numbers of a
+        # partition's buffer restored from the table may repeat another partition's
+        self._decoded: dict[tuple[int, int], object] = {}
         self.timed_out = 0  # inputs released by the wait limit, not by every topic passing them
 
     def heap(self, partition: int) -> list[list[Any]]:
@@ -83,23 +85,24 @@ class InputAlignment:
     def forget(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             for item in self._heaps.pop(partition, None) or ():
-                self._decoded.pop(item[1], None)
+                self._decoded.pop((partition, item[1]), None)
             self._bytes.pop(partition, None)
             for topic in self.inputs:
                 self.newest.pop((topic, partition), None)
                 self.received.pop((topic, partition), None)
 
     def hold(self, ts: int, rec: Record, event: object = None) -> None:
+        heap = self.heap(rec.partition)  # loaded first: arrivals continue after its own
         self._arrivals += 1
         if event is not None:
-            self._decoded[self._arrivals] = event
+            self._decoded[(rec.partition, self._arrivals)] = event
         key = (rec.topic, rec.partition)
         self.newest[key] = max(ts, self.newest.get(key, ts))
         self.received[key] = max(rec.offset, self.received.get(key, -1))
         item = [ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
                 None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
                 rec.timestamp_ms]
-        heapq.heappush(self.heap(rec.partition), item)
+        heapq.heappush(heap, item)
         self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(item)
 
     def release(self, partitions: Iterable[int]) -> list[tuple[int, int, Record, object]]:
@@ -116,7 +119,7 @@ class InputAlignment:
                 out.append((ts, arrival, Record(topic, partition, offset,
                                                 None if key is None else key.encode(),
                                                 value.encode(), stamp),
-                            self._decoded.pop(arrival, None)))
+                            self._decoded.pop((partition, arrival), None)))
         return out
 
     def stored(self, partition: int) -> bytes | None:

@@ -393,22 +393,19 @@ class _Work:
         self.lift_if_due(account_id, partition)
 
     def lift_if_due(self, account_id: str, partition: int, *, before_ts: int | None = None) -> None:
-        """Fire the account's lift where replay would: before an item from after `lift_at`,
-        or once the clock (held back by lagging topics) passed it and none of the
-        account's own pending items is older than it."""
+        """Fire the account's lift where replay would: once the clock (held back by lagging
+        topics) passed it, and neither the item about to be applied (`before_ts`) nor any
+        of the account's own pending items is older than it."""
         key = account_id.encode()
         r = self.state(key).lifecycle.restriction
         if r is None or r.lift_at is None:
             return
-        limit = self.stage.lift_clock(partition, self.clock(partition))
-        if r.lift_at > limit:
-            return  # an input topic still behind may hold an earlier event for it
-        if before_ts is not None:
-            due = r.lift_at <= before_ts  # an item older than lift_at goes first
-        else:
-            oldest = self.record(key).pending.oldest_ts()
-            due = oldest is None or oldest >= r.lift_at
-        if due:
+        if before_ts is not None and before_ts < r.lift_at:
+            return  # the item goes first
+        oldest = self.record(key).pending.oldest_ts()
+        if oldest is not None and oldest < r.lift_at:
+            return  # so do older items still waiting for their replies
+        if r.lift_at <= self.stage.lift_clock(partition, self.clock(partition)):
             self.stage.metrics.lifts_fired.inc()
             self._apply(None, account_id, LiftDue(f"{account_id}>lift>{r.lift_at}", r.lift_at,
                                                   account_id), partition)

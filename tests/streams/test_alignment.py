@@ -127,6 +127,23 @@ def test_held_inputs_survive_a_restart_through_the_table():
     assert restarted.stored(2) is None
 
 
+def test_after_a_restart_each_held_input_keeps_its_own_event():
+    """Regression (found by the crash simulation): a partition's buffer restored from the
+    table after a restart was loaded only when first used, so inputs held meanwhile on
+    another partition reused its arrival numbers, and an input was released with another
+    input's decoded event (one applied twice, the other lost)."""
+    wall = Wall()
+    store: dict[bytes, bytes] = {}
+    before = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    before.hold(10, rec("friend-adds", 0, 10, partition=1), event="p1-first")
+    store[held_key(1)] = before.stored(1)
+    after = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    after.hold(20, rec("friend-adds", 0, 20, partition=0), event="p0-first")
+    wall.now = 1_000
+    assert [(r.partition, r.offset, event) for _, _, r, event in after.release([1, 0])] == [
+        (1, 0, None), (0, 0, "p0-first")]  # p1's input is decoded again from its record
+
+
 def _appeal_story():
     """An account restricted for a virtual number appeals a day later; a second virtual-number
     signal a day after that extends the restriction. Replay: restricted, appeal received, extended."""
