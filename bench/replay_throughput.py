@@ -18,7 +18,9 @@
    upper bound that also holds the de-duplication ids and allocator slack.
 
 Prints a plain table; writes the numbers to DIR/replay.json. Timings are wall
-clock, single process; nothing here asserts on them.
+clock, single process, with the CPU time of the same runs beside them (on a
+shared machine wall time also counts other processes); nothing here asserts
+on them.
 """
 
 from __future__ import annotations
@@ -56,16 +58,16 @@ def workload(path: Path, *, events: int, accounts: int, seed: int) -> tuple[int,
     return n, time.perf_counter() - started
 
 
-def baseline(path: Path) -> tuple[int, float]:
-    """Read the file and parse every line as JSON: lines, seconds."""
+def baseline(path: Path) -> tuple[int, float, float]:
+    """Read the file and parse every line as JSON: lines, wall seconds, CPU seconds."""
     loads = orjson.loads
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     n = 0
     with path.open("rb") as fh:
         for line in fh:
             loads(line)
             n += 1
-    return n, time.perf_counter() - started
+    return n, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def rss_kib() -> int:
@@ -113,13 +115,16 @@ def memory(engine: Engine) -> dict[str, Any]:
     }
 
 
-def replay(path: Path, decisions_path: Path) -> tuple[Engine, Any, int]:
-    """Replay like the CLI does; returns the engine, the stats and the RSS growth (KiB)."""
+def replay(path: Path, decisions_path: Path) -> tuple[Engine, Any, int, float]:
+    """Replay like the CLI does; returns the engine, the stats, the RSS growth (KiB) and the
+    CPU seconds of the replay (on a shared machine, wall time also counts other processes)."""
     engine = Engine()
     rss_before = rss_kib()
     with path.open("rb") as source, decisions_path.open("wb") as out, collector_paused():
+        cpu_started = time.process_time()
         stats = replay_lines(iter(source), engine, out, None)
-    return engine, stats, rss_kib() - rss_before
+        cpu_s = time.process_time() - cpu_started
+    return engine, stats, rss_kib() - rss_before, cpu_s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,19 +142,22 @@ def main(argv: list[str] | None = None) -> int:
     name = f"sim-{args.events}e-{args.accounts}a-seed{args.seed}.jsonl"
     path = args.workload or args.out_dir / name
     lines, generated_s = workload(path, events=args.events, accounts=args.accounts, seed=args.seed)
-    base_lines, base_s = baseline(path)
-    engine, stats, rss_growth_kib = replay(path, args.out_dir / "decisions.jsonl")
+    base_lines, base_s, base_cpu_s = baseline(path)
+    engine, stats, rss_growth_kib, cpu_s = replay(path, args.out_dir / "decisions.jsonl")
     engine.sweep()  # what a long-running replay holds between sweeps, not transient garbage
     mem = memory(engine)
 
-    rate = stats.lines / stats.seconds
-    base_rate = base_lines / base_s
+    rate, cpu_rate = stats.lines / stats.seconds, stats.lines / max(cpu_s, 1e-9)
+    base_rate, base_cpu_rate = base_lines / base_s, base_lines / max(base_cpu_s, 1e-9)
     result = {
         "workload": str(path), "events": lines, "generated_seconds": round(generated_s, 2),
         "baseline": {"what": "read + orjson.loads per line", "seconds": round(base_s, 3),
-                     "events_per_s": round(base_rate)},
+                     "events_per_s": round(base_rate), "cpu_seconds": round(base_cpu_s, 3),
+                     "events_per_cpu_s": round(base_cpu_rate)},
         "replay": {"seconds": round(stats.seconds, 3), "events_per_s": round(rate),
                    "share_of_baseline": round(rate / base_rate, 4),
+                   "cpu_seconds": round(cpu_s, 3), "events_per_cpu_s": round(cpu_rate),
+                   "cpu_share_of_baseline": round(cpu_rate / base_cpu_rate, 4),
                    "accepted": stats.accepted, "duplicates": stats.duplicates,
                    "rejected": sum(stats.rejected.values()),
                    "decisions": sum(stats.decisions.values()),
@@ -177,6 +185,9 @@ def table(r: dict[str, Any]) -> str:
          f"{b['events_per_s']:>12,} events/s  ({b['seconds']:.2f} s)"),
         ("replay (real Engine)", f"{rp['events_per_s']:>12,} events/s  ({rp['seconds']:.2f} s)"),
         ("replay / baseline", f"{rp['share_of_baseline']:>12.1%}"),
+        ("replay, per CPU second", f"{rp['events_per_cpu_s']:>12,} events/s  "
+                                   f"({rp['cpu_seconds']:.2f} s CPU; "
+                                   f"{rp['cpu_share_of_baseline']:.1%} of the baseline's)"),
         ("decisions", f"{rp['decisions']:>12,}"),
         ("tracked accounts / devices", f"{m['tracked_accounts']:>12,} / {m['devices']:,}"),
         ("state bytes per tracked account",

@@ -59,7 +59,7 @@ class Outcome:
 
 
 EMPTY = AccountState()
-_account_state = constructor(AccountState)  # AccountState(...) with every field, on hot paths
+account_state = constructor(AccountState)  # AccountState(...) with every field, on hot paths
 # What `run_triggers` steps, per event type: (window name, initial state, step), bound once.
 _STEPS = {etype: tuple((t.name, t.initial, t.step) for t in triggers)
           for etype, triggers in BY_EVENT_TYPE.items()}
@@ -118,7 +118,7 @@ def run_triggers(state: AccountState, event: Any, *, now_ms: int,
             else:
                 windows = {**windows, name: after}
     if windows is not state.windows:
-        state = _account_state(state.lifecycle, windows, state.reporter, state.devices)
+        state = account_state(state.lifecycle, windows, state.reporter, state.devices)
     return state, signals
 
 
@@ -152,7 +152,7 @@ def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
         at = max(s.ts for s in signals)
         outbox.extend(_judged_refs(account_id, f"{signals[0].event_id}>upheld", at, fresh, upheld=True))
     if life is not before:
-        state = AccountState(life, state.windows, state.reporter, state.devices)
+        state = account_state(life, state.windows, state.reporter, state.devices)
     if any(d.type in ("restricted", "extended", "lifted") for d in decisions):
         outbox.extend(_status_to_devices(state, account_id, decisions[-1], decisions[-1].at))
     return Outcome(state, decisions, tuple(outbox))
@@ -214,7 +214,7 @@ def note_device_use(state: AccountState, event: FriendAdded | RoomCreated | Devi
         last = next((t for d, t in devices if d == device_id), None)
         others = tuple((d, t) for d, t in devices if d != device_id)
         kept = (*others, (device_id, max(event.ts, last or event.ts)))[-cap:]
-    return _account_state(state.lifecycle, state.windows, state.reporter, kept)
+    return account_state(state.lifecycle, state.windows, state.reporter, kept)
 
 
 def device_use(state: AccountState, event: FriendAdded | RoomCreated | DeviceSignalled,
@@ -295,7 +295,7 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     if (windows is state.windows and life is state.lifecycle and record is state.reporter
             and devices is state.devices):
         return state
-    return AccountState(life, windows, record, devices)
+    return account_state(life, windows, record, devices)
 
 
 def expire_all(states: dict[str, AccountState], *, now_ms: int,

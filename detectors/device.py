@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from detectors.config import Policy
 from detectors.messages import AccountOnDevice, DeviceChecked, DeviceMatched
 from detectors.triggers.registry import DEVICE_TRIGGERS
+from detectors.values import constructor
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,11 @@ class DeviceAccount:
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     accounts: tuple[DeviceAccount, ...] = ()  # oldest use first, capped
+
+
+# DeviceAccount(...) and DeviceState(...) with every field, for the per-use hot path.
+device_account = constructor(DeviceAccount)
+device_state = constructor(DeviceState)
 
 
 def handle(
@@ -73,11 +79,11 @@ def record(state: DeviceState, account_id: str, ts: int, used: bool, restricted:
         last_used = ts
     else:
         last_used = max(ts, previous.last_used_at) if used else previous.last_used_at
-    me = DeviceAccount(account_id, last_used, restricted, level, scopes, tainted_at)
+    me = device_account(account_id, last_used, restricted, level, scopes, tainted_at)
     if others:
         kept = sorted((*others, me), key=_use_order)[-policy.state.max_accounts_per_device:]
-        return DeviceState(tuple(kept)), others
-    return DeviceState((me,)), others
+        return device_state(tuple(kept)), others
+    return device_state((me,)), others
 
 
 def _use_order(a: DeviceAccount) -> tuple[int, str]:

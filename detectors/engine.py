@@ -22,7 +22,7 @@ from detectors import account, device
 from detectors.account import AccountState
 from detectors.config import DEFAULT_POLICY, Policy
 from detectors.decisions import Decision
-from detectors.device import DeviceAccount, DeviceState
+from detectors.device import DeviceState
 from detectors.events import DeviceSignalled, Event, FriendAdded, Rejected, RoomCreated
 from detectors.messages import AccountOnDevice, LiftDue, Message
 
@@ -226,12 +226,12 @@ class Engine:
         dstate = self._devices[device_id]
         a = dstate.accounts[0]
         if a.last_used_at < ts:
-            self._devices[device_id] = DeviceState((DeviceAccount(
+            self._devices[device_id] = device.device_state((device.device_account(
                 a.account_id, ts, a.restricted, a.level, a.scopes, a.tainted_at),))
         state = self._accounts[a.account_id]
         devices = state.devices
         if devices[-1][1] < ts:
-            self._accounts[a.account_id] = AccountState(
+            self._accounts[a.account_id] = account.account_state(
                 state.lifecycle, state.windows, state.reporter, (*devices[:-1], (device_id, ts)))
 
     def _fold_account_uses(self, key: str) -> None:

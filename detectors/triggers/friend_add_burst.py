@@ -31,9 +31,11 @@ def step(
         horizon_ms=max(p.short_window_ms, p.long_window_ms),
         keep=max(p.short_count, p.long_count), now_ms=stream_time(state, event.ts),
     )
+    if len(state) < p.short_count and len(state) < p.long_count:
+        return state, ()  # no window holds more than every entry (most adds: a normal account)
     for threshold, window_ms in ((p.short_count, p.short_window_ms), (p.long_count, p.long_window_ms)):
         if len(state) < threshold:
-            continue  # no window holds more than every entry (most adds: a normal account)
+            continue
         count, end = densest_covering(state, event.ts, window_ms)
         if count >= threshold:
             evidence = window_evidence(state, end, window_ms, threshold)

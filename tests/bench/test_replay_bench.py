@@ -24,6 +24,7 @@ def test_bench_generates_a_workload_replays_it_and_reports_memory_per_account(tm
     assert result["replay"]["accepted"] == result["events"]
     written = (tmp_path / "decisions.jsonl").read_bytes().count(b"\n")
     assert result["replay"]["decisions"] == written
+    assert result["replay"]["events_per_cpu_s"] > 0 and result["baseline"]["events_per_cpu_s"] > 0
     assert result["memory"]["tracked_accounts"] > 0
     assert result["memory"]["bytes_per_tracked_account"] > 0
     assert "events/s" in capsys.readouterr().out
