@@ -160,6 +160,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     applied = done = -1.0
     events = decisions = events0 = 0.0
     rss0: list[int] = []
+    timeline: list[tuple[float, int]] = []  # (s since the first event, events since then)
     profiler: subprocess.Popen[bytes] | None = None
     partial = False
     crashed: str | None = None
@@ -178,10 +179,13 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                 if first is None and events > 0:
                     first, events0 = now, events
                     rss0 = [rss_bytes(w.pid) or 0 for w in ws]
-                    if profile_s > 0:
-                        profiler = start_profiler(run, ws[0].pid, profile_s)
+                if (profile_s > 0 and profiler is None and first is not None
+                        and now - first >= run.args.profile_at_s):
+                    profiler = start_profiler(run, ws[0].pid, profile_s)
                 if done != applied:
                     applied, last_apply = done, now
+                if first is not None and (not timeline or now - first - timeline[-1][0] >= 5):
+                    timeline.append((round(now - first, 1), int(events - events0)))
                 if first is not None and events >= total and now >= next_lag:
                     next_lag = now + 1.0
                     if await lag.behind() == 0:
@@ -211,6 +215,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     result = stage(int(events - events0), end - first, partial=partial, note=note)
     result["rss_start"], result["rss_end"] = sum(rss0), sum(rss1)
     result["env"] = dict(run.extra_env)
+    result["timeline"] = timeline
     if crashed:
         result["crashed"] = crashed
         raise WorkerCrashed(crashed, result)
@@ -361,6 +366,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time cap of D2 (a capped stage reports its partial rate)")
     parser.add_argument("--profile-s", type=float, default=0.0,
                         help="py-spy stage D's worker for this many seconds")
+    parser.add_argument("--profile-at-s", type=float, default=0.0,
+                        help="start the profile this long after D's first event")
     parser.add_argument("--worker-env", action="append", default=[], metavar="VAR=VALUE",
                         help="extra environment of every Warden worker (repeatable)")
     parser.add_argument("--fallback-env", action="append", default=None, metavar="VAR=VALUE",

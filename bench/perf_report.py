@@ -61,6 +61,25 @@ def rate_of(result: dict[str, Any], name: str) -> float | None:
     return None if not s or not s.get("events_per_s") else float(s["events_per_s"])
 
 
+def events_at(timeline: Sequence[Sequence[float]], seconds: float) -> float | None:
+    """Events handled `seconds` after the first one, interpolated on a stage's timeline."""
+    prev = None
+    for t, n in timeline:
+        if t >= seconds:
+            if prev is None or t == prev[0]:
+                return float(n)
+            return prev[1] + (n - prev[1]) * (seconds - prev[0]) / (t - prev[0])
+        prev = (t, n)
+    return None
+
+
+def same_window_rate(result: dict[str, Any], name: str, seconds: float) -> float | None:
+    """A stage's rate over its first `seconds` (so a capped stage compares fairly)."""
+    s = result.get("throughput", {}).get(name) or {}
+    n = events_at(s.get("timeline") or (), seconds)
+    return None if n is None or seconds <= 0 else n / seconds
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     """D/A, D/B, D/C (None where a stage is missing) and, with two workers, D2/D."""
     d = rate_of(result, "D")
@@ -71,6 +90,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     d2 = rate_of(result, "D2")
     if d2 is not None:
         out["D2/D"] = None if d is None else round(d2 / d, 3)
+        window = result["throughput"]["D2"]["seconds"]
+        d_same = same_window_rate(result, "D", window)
+        out["D2/D same window"] = None if d_same is None else round(d2 / d_same, 3)
     return out
 
 
@@ -99,7 +121,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
                 None if idle is None else idle <= IDLE_ACCOUNT_BUDGET_BYTES,
                 "-" if idle is None else f"{idle:,.0f} B"))
     if "D2/D" in r:
-        v = r["D2/D"]
+        v = r.get("D2/D same window") or r["D2/D"]
         out.append(("2 workers, 2x partitions: scaling (reported)", None,
                     "-" if v is None else f"x{v:.2f}"))
     return out

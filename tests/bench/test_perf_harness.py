@@ -92,3 +92,17 @@ def test_json_has_the_result_ratios_and_targets(tmp_path):
     assert written["throughput"]["D"]["events_per_s"] == 1000.0
     assert written["ratios"]["D/A"] == 0.01
     assert {t["target"] for t in written["targets"]} >= {"D >= B", "D >= 5 x C"}
+
+
+def test_events_at_interpolates_a_stage_timeline_and_is_none_past_its_end():
+    timeline = [(0.0, 0), (5.0, 100), (10.0, 300)]
+    assert report.events_at(timeline, 7.5) == 200.0
+    assert report.events_at(timeline, 5.0) == 100.0
+    assert report.events_at(timeline, 11.0) is None
+
+
+def test_two_workers_are_compared_with_one_over_the_same_first_seconds():
+    r = result(D=500, D2=1_200)
+    r["throughput"]["D"]["timeline"] = [(0.0, 0), (10.0, 8_000), (20.0, 12_000)]
+    r["throughput"]["D2"]["seconds"] = 10.0
+    assert report.ratios(r)["D2/D same window"] == 1.5
