@@ -298,12 +298,14 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     return account_state(life, windows, record, devices)
 
 
-def expire_all(states: dict[str, AccountState], *, now_ms: int,
-               policy: Policy) -> list[tuple[str, AccountState]]:
+def expire_all(states: dict[str, AccountState], *, now_ms: int, policy: Policy,
+               devices_expire: bool = True) -> list[tuple[str, AccountState]]:
     """`expire` over many accounts: (key, state) of each that changes or can be dropped.
 
     Most accounts hold nothing but devices used within the horizon (the
     checks `expire` starts with), so only the others are expired in full.
+    A caller that knows no device use is old enough yet passes
+    `devices_expire=False` to skip looking.
     """
     device_horizon = now_ms - policy.tainted_device.horizon_ms
     changed = []
@@ -314,7 +316,7 @@ def expire_all(states: dict[str, AccountState], *, now_ms: int,
             kept = expire(state, now_ms=now_ms, policy=policy)
         else:
             kept = state
-            for _, t in state.devices:
+            for _, t in state.devices if devices_expire else ():
                 if t <= device_horizon:
                     kept = expire(state, now_ms=now_ms, policy=policy)
                     break

@@ -308,7 +308,9 @@ class Engine:
         if device_uses_expire:
             self._fold_all_uses()  # else pending times cannot change what expires
         accounts = self._accounts
-        for key, kept in account.expire_all(accounts, now_ms=now, policy=policy):
+        # Stored use times are input times, so none is past the horizon before the earliest is.
+        for key, kept in account.expire_all(accounts, now_ms=now, policy=policy,
+                                            devices_expire=device_uses_expire):
             if account.is_droppable(kept):
                 del accounts[key]
             else:

@@ -2,7 +2,8 @@
 
 `Engine._input` skips the device round trip and writes quiet last-use times
 behind (detectors/engine.py); `Reference` below routes every input through
-the queue, `account.handle` and `device.handle` instead. Seeded simulated
+the queue, `account.handle` and `device.handle` instead, and sweeps by
+expiring every account and device in full. Seeded simulated
 workloads, made harder with late events, duplicates, malformed lines and
 frequent sweeps, must give the same decision bytes, rejections and final
 states.
@@ -14,6 +15,7 @@ import random
 
 import pytest
 
+from detectors import account, device
 from detectors import engine as engine_module
 from detectors.decisions import Decision
 from detectors.engine import DUPLICATE, Engine
@@ -22,7 +24,7 @@ from streams import simulate
 
 
 class Reference(Engine):
-    """The engine with every fast path switched off."""
+    """The engine with every fast path switched off, sweeps included."""
 
     def feed(self, event: Event, out: list[Decision]) -> Rejected | None:
         if self._earliest_ms is None or event.ts < self._earliest_ms:
@@ -39,6 +41,25 @@ class Reference(Engine):
         if self._handled % engine_module.SWEEP_EVERY == 0:
             self.sweep()
         return rejected
+
+    def sweep(self) -> None:
+        """Every account and device expired in full, every time."""
+        if self.clock is None:
+            return
+        now, policy = self.clock, self.policy
+        for key, state in list(self._accounts.items()):
+            kept = account.expire(state, now_ms=now, policy=policy)
+            if account.is_droppable(kept):
+                del self._accounts[key]
+            elif kept is not state:
+                self._accounts[key] = kept
+        for key, dstate in list(self._devices.items()):
+            dkept = device.expire(dstate, now_ms=now, policy=policy)
+            if device.is_empty(dkept):
+                del self._devices[key]
+            elif dkept is not dstate:
+                self._devices[key] = dkept
+        self.dedupe.expire(now_ms=now)
 
 
 def roughened(seed: int, *, accounts: int, events: int) -> list[tuple[str, object]]:
