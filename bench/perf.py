@@ -341,6 +341,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                     cap_s=args.cap_s)
             result.setdefault("memory", {}).update(mem)
             say(f"[perf]   {mem}", flush=True)
+    except Exception as exc:  # keep what was measured; the table says what failed
+        result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        say(f"[perf] FAILED: {result['error']}", flush=True)
     finally:
         if not args.keep:
             gone = await delete_topics(run.bootstrap, prefix)
@@ -406,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {pct:5.1f}%  {frame}")
     write_json(result, args.out)
     print(f"\nwrote {args.out}")
-    return 0
+    return 1 if result.get("error") else 0
 
 
 if __name__ == "__main__":

@@ -201,7 +201,13 @@ class Lag:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
+        try:
+            await self.consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka 0.14 can re-raise its own cancelled commit-reset task on stop()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
         await self.admin.close()
 
     async def behind(self) -> int:

@@ -177,6 +177,8 @@ def format_table(result: dict[str, Any]) -> str:
             per = mem["bytes_per_tracked_account"]
             lines.append(f"  after stage D: {mem['tracked_accounts']:,} accounts in the workload"
                          f" -> {per:,.0f} B each, {per * 100_000 / 2**20:,.1f} MiB per 100,000")
+    if result.get("error"):
+        lines += ["", f"THE RUN STOPPED EARLY: {result['error'][:300]}"]
     lines += ["", "targets:"]
     for name, met, value in targets(result):
         verdict = "n/a" if met is None else ("met" if met else "NOT met")
