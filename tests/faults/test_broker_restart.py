@@ -22,12 +22,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from drain import LAST_LAG, drained
-from harness import TopicReader, replay, running_worker, wait_for
+from harness import TopicReader, per_account, replay, running_worker, wait_for
 from test_restart import (
+    COMPARED,
+    CROSS_KEY,
     POLICY,
     CrashedRun,
     _redis_digest,
-    assert_equal_to_replay_per_account,
     assert_no_seq_gaps,
     assert_redis_is_the_projection_of_the_log,
     assert_repeats_are_byte_identical,
@@ -181,7 +182,26 @@ def test_after_a_broker_restart_redis_equals_the_projection_of_the_log(restarted
 
 
 def test_after_a_broker_restart_decisions_equal_replay_per_account(restarted):
-    assert_equal_to_replay_per_account(restarted[0])
+    """test_pipeline's rule: exactly replay's decisions for every account untouched by a
+    cross-key trigger (tainted_device, ban_evasion: eventually consistent, README "Time");
+    those are counted and bounded."""
+    run = restarted[0]
+    got, want = per_account(run.decisions), per_account(run.expected)
+    cross_key = {a for a, ds in {**got, **want}.items()
+                 if any(set(d["triggers"]) & CROSS_KEY for d in ds)}
+    exact = differing_cross_key = 0
+    for account in set(got) | set(want):
+        actual = [tuple(d[k] for k in COMPARED) for d in got.get(account, [])]
+        expected = [tuple(d[k] for k in COMPARED) for d in want.get(account, [])]
+        if account not in cross_key:
+            assert actual == expected, account
+            exact += 1
+        elif actual != expected:
+            differing_cross_key += 1
+    print(f"broker restart vs replay: {exact} accounts identical; {differing_cross_key} of "
+          f"{len(cross_key)} accounts with cross-key triggers differ")
+    assert exact >= 15  # this workload: 19 accounts decided without cross-key triggers
+    assert differing_cross_key <= max(3, len(cross_key) // 2)
 
 
 def test_the_broker_was_down_for_the_whole_window(restarted):
