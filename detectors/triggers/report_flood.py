@@ -69,8 +69,8 @@ def step(
         signal = Signal(name, report.ts, report.event_id, p.scopes, evidence, True, upheld,
                         evidence["taints"])
         return state, (signal,)
-    before = _window(previous, report.ts, p.window_ms)
-    if score > _score(before)[0] + EPSILON and entry in representatives:
+    if entry in representatives \
+            and score > _score(_window(previous, report.ts, p.window_ms))[0] + EPSILON:
         evidence = _evidence(members, representatives, score, p.threshold, p.window_ms, p.taint_reasons)
         signal = Signal(name, report.ts, report.event_id, (), evidence, False,
                         ((entry.reporter_id, entry.event_id),), False)
