@@ -43,10 +43,10 @@ def add(window: Window, entry: Entry, *, horizon_ms: int, keep: int, now_ms: int
         entries = list(window)
         del entries[index]
     elif not window or window[-1].ts <= entry.ts:  # a new item in order (most adds)
-        entries = (*window, entry)
-        if entries[0].ts > now_ms - horizon_ms and len(entries) <= keep:
-            return entries  # what _bounded returns when nothing is expired or surplus
-        return _bounded(entries, horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
+        appended = (*window, entry)
+        if appended[0].ts > now_ms - horizon_ms and len(appended) <= keep:
+            return appended  # what _bounded returns when nothing is expired or surplus
+        return _bounded(appended, horizon_ms=horizon_ms, keep=keep, now_ms=now_ms)
     else:
         entries = list(window)
     if not entries or entries[-1].ts <= entry.ts:
