@@ -10,6 +10,7 @@ waits for delivery, then writes state and acks — so a crash can repeat a
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
@@ -64,6 +65,18 @@ INPUT_TYPES = (FriendAdded, RoomCreated, MessageReported, DeviceSignalled, Moder
 # Re-exported: the app and tests build every runner from this module.
 __all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "Record",
            "encode_tick", "load_account", "partition_of"]
+
+
+MAX_DEAD_LETTER_KEY = 1024
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The input's key, or its SHA-256 when it is too long to repeat: a dead letter must fit
+    in a Kafka record (a ~1 MB input key made a dead letter the broker refused, stalling
+    the partition). The value keeps the key's first 64 KiB (streams/deadletters.py)."""
+    if key is None or len(key) <= MAX_DEAD_LETTER_KEY:
+        return key
+    return b"sha256:" + hashlib.sha256(key).hexdigest().encode()
 
 
 class AccountStage:
@@ -450,7 +463,8 @@ class _Work:
         self.stage.metrics.invalid.labels(self.stage.names.canonical(rec.topic), rejected.code).inc()
         value = dead_letter(rec.topic, rec.partition, rec.offset, rec.key, rec.value, rejected,
                             rejected_at=self.stage.wall_ms())
-        self.batch.outputs.append(Output(self.stage.names.dead_letters, rec.key, value))
+        self.batch.outputs.append(Output(self.stage.names.dead_letters, dead_letter_key(rec.key),
+                                         value))
 
     # --- state, dedupe, clock ---------------------------------------------------------
     def record(self, key: bytes) -> AccountRecord:

@@ -429,3 +429,14 @@ def test_a_backlogged_topic_holds_lifts_back_so_catching_up_decides_like_replay(
     assert want[:2] == [("restricted", T0, 1), ("extended", T0 + 10 * day + 29, 1)]
     # without the watermark the lift fires early and the burst escalates to level 2
     assert backlog_run(watermark=False)[:3] != want[:3]
+
+
+def test_a_dead_letter_for_a_huge_key_carries_a_short_key():
+    """A ~1 MB input key must not make a dead letter Kafka refuses (found by the hostile-input
+    fault test): the dead letter's own key becomes the SHA-256 of it."""
+    bus = Bus()
+    huge = b"k" * 990_000
+    batch = bus.account.process([Record("friend-adds", 0, 0, huge, b"not json", T0)])
+    (out,) = [o for o in batch.outputs if o.topic == NAMES.dead_letters]
+    assert out.key is not None and out.key.startswith(b"sha256:") and len(out.key) < 100
+    assert len(out.value) < 200_000
