@@ -54,3 +54,24 @@ async def group_lag(bootstrap: str, group: str, topics: list[str], partitions: i
 def drained(bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:
     topics = worker_topics(prefix, app_id)
     return asyncio.run(group_lag(bootstrap, app_id, topics, partitions)) == 0
+
+
+def nothing_held(worker) -> bool:  # type: ignore[no-untyped-def]
+    """No input waits in the worker's alignment buffer (README "Time"): an input's offset is
+    committed when it enters the buffer, so zero lag alone does not mean it was applied."""
+    import re
+
+    try:
+        text = worker.http("/metrics")[1]
+    except OSError:
+        return False
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    held = re.findall(r"^warden_alignment_held\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    return all(float(v) == 0 for v in held)
+
+
+def settled(worker, bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:  # type: ignore[no-untyped-def]
+    """Drained twice around an empty alignment buffer: every input applied, every output
+    consumed and projected."""
+    return (drained(bootstrap, prefix, app_id, partitions) and nothing_held(worker)
+            and drained(bootstrap, prefix, app_id, partitions))

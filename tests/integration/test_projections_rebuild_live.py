@@ -12,7 +12,7 @@ import uuid
 
 import orjson
 import pytest
-from drain import drained
+from drain import settled
 from harness import REPO, produce, produce_raw, running_worker, wait_for
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -75,7 +75,7 @@ def live(tmp_path_factory, kafka_bootstrap, redis_url):
     workload = list(simulate.generate(accounts=200, events=3000, seed=5, days=3))
     with running_worker(tmp, env) as worker:
         asyncio.run(produce(kafka_bootstrap, f"{uid}-", workload, rate=1000))
-        wait_for(lambda: drained(kafka_bootstrap, f"{uid}-", f"w{uid}", PARTITIONS), timeout=60,
+        wait_for(lambda: settled(worker, kafka_bootstrap, f"{uid}-", f"w{uid}", PARTITIONS), timeout=60,
                  interval=1.0, what="the worker consumed and projected everything")
         settings = Settings.from_env({k: v for k, v in worker.env.items()
                                       if k.startswith("WARDEN_")})
