@@ -63,6 +63,9 @@ account_state = constructor(AccountState)  # AccountState(...) with every field,
 # What `run_triggers` steps, per event type: (window name, initial state, step), bound once.
 _STEPS = {etype: tuple((t.name, t.initial, t.step) for t in triggers)
           for etype, triggers in BY_EVENT_TYPE.items()}
+_STATELESS_STEPS = {etype: tuple(t.step for t in triggers)
+                    for etype, triggers in BY_EVENT_TYPE.items()
+                    if all(t.initial is None for t in triggers)}
 
 
 def handle(state: AccountState, msg: object, *, now_ms: int, policy: Policy) -> Outcome:
@@ -120,6 +123,22 @@ def run_triggers(state: AccountState, event: Any, *, now_ms: int,
     if windows is not state.windows:
         state = account_state(state.lifecycle, windows, state.reporter, state.devices)
     return state, signals
+
+
+def stateless_signals(event: Any, *, now_ms: int, policy: Policy) -> tuple[Signal, ...] | None:
+    """`run_triggers(state, event)[1]` for any state, when every trigger consuming the event
+    keeps no state (`initial is None`, and a step hands back None); else None."""
+    steps = _STATELESS_STEPS.get(type(event))
+    if steps is None:
+        return None
+    signals: tuple[Signal, ...] = ()
+    for step in steps:
+        after, fired = step(None, event, now_ms=now_ms, policy=policy)
+        if after is not None:
+            raise TypeError(f"{step.__module__} keeps state but declares initial = None")
+        if fired:
+            signals += fired
+    return signals
 
 
 def apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],

@@ -30,7 +30,7 @@ SWEEP_EVERY = 1 << 16
 _DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
 _NO_DEVICE = DeviceState()
 _EMPTY_ACCOUNT = account.EMPTY
-run_triggers = account.run_triggers
+run_triggers, stateless_signals = account.run_triggers, account.stateless_signals
 DUPLICATE = Rejected("duplicate", "event_id already seen within the dedupe horizon")
 
 
@@ -162,11 +162,18 @@ class Engine:
         """
         if type(event) in _DEVICE_USES and event.device_id is not None:  # type: ignore[union-attr]
             policy, key, device_id = self.policy, event.account_id, event.device_id  # type: ignore[union-attr]
+            pending = self._uses.get(device_id)
+            if pending is not None and pending[0] == key \
+                    and stateless_signals(event, now_ms=now, policy=policy) == ():
+                # A quiet use again (below), by an event whose triggers read no account
+                # state (`stateless_signals` is () only then): the state is not needed.
+                if pending[1] < event.ts:
+                    self._uses[device_id] = (key, event.ts)
+                return None
             before = self._accounts.get(key, _EMPTY_ACCOUNT)
             state, signals = run_triggers(before, event, now_ms=now, policy=policy)
-            if not signals:
+            if not signals:  # (`pending` is as fetched above: run_triggers is pure)
                 uses, ts = self._uses, event.ts  # type: ignore[union-attr]
-                pending = uses.get(device_id)
                 # A pending use of the device by this account means the checks held then, and
                 # nothing they read has changed since (see `_fold_uses`): the same answer.
                 if pending[0] == key if pending is not None \

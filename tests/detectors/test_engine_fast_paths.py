@@ -17,6 +17,7 @@ import pytest
 
 from detectors import account, device
 from detectors import engine as engine_module
+from detectors.config import DEFAULT_POLICY
 from detectors.decisions import Decision
 from detectors.engine import DUPLICATE, Engine
 from detectors.events import Event, Rejected, decode_object
@@ -182,3 +183,19 @@ def test_fast_paths_decide_and_store_exactly_what_the_stage_path_does(name, monk
     fast.sweep()
     reference.sweep()
     assert same_state(fast, reference)
+
+
+@pytest.mark.parametrize("flags", [
+    {}, {"emulator": True}, {"virtual_number": True},
+    {"phone_country": "US", "carrier_verified": False}, {"emulator": True, "virtual_number": True},
+])
+def test_stateless_signals_are_run_triggers_signals_whatever_the_state(flags):
+    event = decode_object("device-signals", {"event_id": "e1", "ts": 5, "account_id": "a",
+                                             "device_id": "d", **flags})
+    busy = account.AccountState(windows={"friend_add_burst": ()}, devices=(("d", 1),))
+    for state in (account.EMPTY, busy):
+        _, want = account.run_triggers(state, event, now_ms=5, policy=DEFAULT_POLICY)
+        assert account.stateless_signals(event, now_ms=5, policy=DEFAULT_POLICY) == want
+    friend = decode_object("friend-adds", {"event_id": "e2", "ts": 5, "account_id": "a",
+                                           "friend_id": "b"})
+    assert account.stateless_signals(friend, now_ms=5, policy=DEFAULT_POLICY) is None
