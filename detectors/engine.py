@@ -7,8 +7,11 @@ next input (SPEC "Time and determinism"), so a replay is deterministic.
 
 Replay speed: a use of a device is most inputs, so it skips the message round
 trip when the device is not shared (`_input`), and a use that only moves the
-last-use times is written behind (`_uses`). Both give exactly the states and
-decisions the stage-by-stage path gives; `bench/replay_throughput.py` measures.
+last-use times is written behind (`_uses`, which also notes whose use it is,
+so that account's next quiet use of the device needs no re-check). Both give
+exactly the states and decisions the stage-by-stage path gives
+(tests/detectors/test_engine_fast_paths.py compares them);
+`bench/replay_throughput.py` measures.
 """
 
 from __future__ import annotations
