@@ -90,9 +90,12 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     d2 = rate_of(result, "D2")
     if d2 is not None:
         out["D2/D"] = None if d is None else round(d2 / d, 3)
-        window = result["throughput"]["D2"]["seconds"]
-        d_same = same_window_rate(result, "D", window)
-        out["D2/D same window"] = None if d_same is None else round(d2 / d_same, 3)
+        ends = [(result["throughput"].get(n) or {}).get("timeline") or () for n in ("D", "D2")]
+        if all(ends):
+            window = min(ends[0][-1][0], ends[1][-1][0])
+            d_same, d2_same = (same_window_rate(result, n, window) for n in ("D", "D2"))
+            out["D2/D same window"] = (None if not d_same or d2_same is None
+                                       else round(d2_same / d_same, 3))
     return out
 
 
@@ -141,14 +144,14 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"Warden performance, {run.get('date', '?')}: {run.get('events', 0):,} events, "
              f"{run.get('accounts', 0):,} accounts, {run.get('partitions', '?')} partitions, "
              f"{run.get('cpus', '?')} CPUs shared with Kafka and Redis", "",
-             f"{'stage':<4} {'what':<60} {'events':>9} {'s':>8} {'events/s':>10}"]
+             f"{'stage':<9} {'what':<60} {'events':>9} {'s':>8} {'events/s':>10}"]
     for name, label in STAGE_NAMES.items():
         s = result.get("throughput", {}).get(name)
         if not s:
             continue
         mark = " (crashed)" if s.get("crashed") else " (partial: time cap)" if s.get(
             "partial") else ""
-        lines.append(f"{name:<4} {label:<60} {s['events']:>9,} {s['seconds']:>8,.1f} "
+        lines.append(f"{name:<9} {label:<60} {s['events']:>9,} {s['seconds']:>8,.1f} "
                      f"{s['events_per_s']:>10,.0f}{mark}")
     for name, s in result.get("throughput", {}).items():
         if s.get("crashed"):

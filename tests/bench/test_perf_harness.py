@@ -104,5 +104,5 @@ def test_events_at_interpolates_a_stage_timeline_and_is_none_past_its_end():
 def test_two_workers_are_compared_with_one_over_the_same_first_seconds():
     r = result(D=500, D2=1_200)
     r["throughput"]["D"]["timeline"] = [(0.0, 0), (10.0, 8_000), (20.0, 12_000)]
-    r["throughput"]["D2"]["seconds"] = 10.0
+    r["throughput"]["D2"]["timeline"] = [(0.0, 0), (10.0, 12_000)]
     assert report.ratios(r)["D2/D same window"] == 1.5
