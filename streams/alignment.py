@@ -14,15 +14,19 @@ reached the stage: after downtime or under lag) is not quiet but late, so
 the input waits for it up to `backlog_wait_ms` instead (Kafka Streams: an
 empty partition with known lag is waited for).
 
-Held inputs live in the `clocks` table (key `h<partition>`), written with the
-batch that holds them: their offsets are acked as usual, and a restart
-resumes with them still waiting, so nothing consumed is ever lost.
+Each held input is kept in its own account's record (streams/records.py
+`Pending.held`), written with the batch that holds it; its offset is then
+acked as usual. Releasing it changes the same record as applying it, in one
+write, so a crash leaves it either still held or applied, never lost (a
+separate per-partition value once lost inputs: the changelog partitions are
+acked independently). The buffers here are an in-memory index over those
+records, rebuilt from the table after a start or a rebalance.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -30,21 +34,17 @@ import orjson
 from streams.records import Record
 
 HELD_CAP = 5_000  # inputs per partition; beyond it the earliest leave at once
-# bytes per partition: the buffer is one changelog value, and Kafka refuses records over
-# 1 MB by default (a backlog after downtime filled a 20,000-input buffer past that)
-HELD_BYTES = 512 * 1024
+# bytes per partition, so one account's record (which keeps its held inputs) stays far below
+# Kafka's 1 MB record limit
+HELD_BYTES = 256 * 1024
 BACKLOG_WAIT_MS = 10_000
-
-
-def held_key(partition: int) -> bytes:
-    return b"h%d" % partition
 
 
 class InputAlignment:
     """Per-partition reorder buffers over the input topics."""
 
     def __init__(self, *, inputs: Iterable[str], align_ms: int,
-                 store: MutableMapping[bytes, bytes], wall_ms: Callable[[], int],
+                 load: Callable[[int], list[list[Any]]], wall_ms: Callable[[], int],
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: None,
                  cap: int = HELD_CAP, max_bytes: int = HELD_BYTES,
                  backlog_wait_ms: int = BACKLOG_WAIT_MS) -> None:
@@ -54,11 +54,11 @@ class InputAlignment:
         self.backlog_wait_ms = backlog_wait_ms
         # last offset received per input topic-partition (seeded from the consumer position)
         self.received: dict[tuple[str, int], int] = {}
-        self.store = store
+        self.load = load
         self.wall_ms = wall_ms
         self.cap = cap
         self.max_bytes = max_bytes
-        self._bytes: dict[int, int] = {}  # estimated stored size per partition
+        self._bytes: dict[int, int] = {}  # encoded size of the held entries per partition
         self.newest: dict[tuple[str, int], int] = {}  # newest ts received, per topic-partition
         self._heaps: dict[int, list[list[Any]]] = {}
         self._arrivals = 0
@@ -69,12 +69,11 @@ class InputAlignment:
         self.timed_out = 0  # inputs released by the wait limit, not by every topic passing them
 
     def heap(self, partition: int) -> list[list[Any]]:
-        """Held inputs of a partition, [ts, arrival, wall_in, record fields...], from the table
-        on first use (after a start or a rebalance)."""
+        """Held inputs of a partition, [ts, arrival, wall_in, topic, offset, key, value, stamp],
+        loaded from the account records on first use (after a start or a rebalance)."""
         heap = self._heaps.get(partition)
         if heap is None:
-            raw = self.store.get(held_key(partition))
-            heap = orjson.loads(raw) if raw else []
+            heap = list(self.load(partition))
             for item in heap:
                 self._arrivals = max(self._arrivals, item[1])
             self._bytes[partition] = sum(_size(item) for item in heap)
@@ -91,7 +90,8 @@ class InputAlignment:
                 self.newest.pop((topic, partition), None)
                 self.received.pop((topic, partition), None)
 
-    def hold(self, ts: int, rec: Record, event: object = None) -> None:
+    def hold(self, ts: int, rec: Record, event: object = None) -> list[Any]:
+        """Hold an input; returns its entry, for the caller to keep in the account's record."""
         heap = self.heap(rec.partition)  # loaded first: arrivals continue after its own
         self._arrivals += 1
         if event is not None:
@@ -104,10 +104,12 @@ class InputAlignment:
                 rec.timestamp_ms]
         heapq.heappush(heap, item)
         self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(item)
+        return item
 
     def release(self, partitions: Iterable[int]) -> list[tuple[int, int, Record, object]]:
         """Inputs free to go, in (ts, arrival) order per partition, with the decoded event
-        (None when it was held by an earlier run of the worker)."""
+        (None when it was held by an earlier run of the worker). The caller removes each from
+        its account's record (by arrival) in the batch that applies it."""
         out: list[tuple[int, int, Record, object]] = []
         now = self.wall_ms()
         for partition in partitions:
@@ -121,11 +123,6 @@ class InputAlignment:
                                                 value.encode(), stamp),
                             self._decoded.pop((partition, arrival), None)))
         return out
-
-    def stored(self, partition: int) -> bytes | None:
-        """The table value for a partition's buffer (None: empty, delete the key)."""
-        heap = self.heap(partition)
-        return orjson.dumps(heap) if heap else None
 
     def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
         if self.align_ms <= 0 or len(heap) > self.cap or self._bytes[partition] > self.max_bytes:

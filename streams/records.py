@@ -94,13 +94,16 @@ def load_account(raw: bytes | None) -> AccountRecord:
 
 @dataclass
 class Pending:
-    """An account's inputs awaiting cross-key replies, persisted in the `pending` table."""
+    """An account's inputs not applied yet: awaiting cross-key replies, parked behind them,
+    or held for the other input topics (streams/alignment.py)."""
 
     flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
     parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
+    # alignment entries [ts, arrival, wall_in, topic, offset, key, value, stamp]
+    held: list[list[Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.flight or self.parked)
+        return bool(self.flight or self.parked or self.held)
 
     def oldest_ts(self) -> int | None:
         """Event time of the oldest item still waiting (in flight or parked)."""
@@ -110,13 +113,13 @@ class Pending:
     def to_obj(self) -> list[Any]:
         flight = [[e, None if r is None else codec.encode_message(r).decode(), ts]
                   for e, r, ts in self.flight]
-        return [flight, self.parked]
+        return [flight, self.parked, self.held] if self.held else [flight, self.parked]
 
     @classmethod
     def from_obj(cls, obj: list[Any]) -> Pending:
-        flight, parked = obj
+        flight, parked, *held = obj
         return cls([[e, None if r is None else codec.decode_message(r.encode()), ts]
-                    for e, r, ts in flight], parked)
+                    for e, r, ts in flight], parked, held[0] if held else [])
 
 
 def _parked_ts(parked: list[Any]) -> int:

@@ -41,7 +41,7 @@ from detectors.messages import (
     ReportsJudged,
     ReportWeighed,
 )
-from streams.alignment import InputAlignment, held_key
+from streams.alignment import InputAlignment
 from streams.deadletters import dead_letter
 from streams.device_stage import DeviceStage
 from streams.metrics import Metrics
@@ -103,7 +103,8 @@ class AccountStage:
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
-        self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms, store=clocks,
+        self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms,
+                                        load=self._held_entries,
                                         wall_ms=lambda: self.wall_ms(),
                                         highwater=lambda t, p: self.highwater(t, p))
 
@@ -121,39 +122,52 @@ class AccountStage:
         records = list(records)
         parsed = [work.parse(record) for record in records]
         align = self.alignment
-        touched = sorted({record.partition for record in records})
         if align.align_ms > 0:
-            parsed = self._aligned(parsed, touched)
+            parsed = self._aligned(work, parsed, sorted({r.partition for r in records}))
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
         work.finish()
         if align.align_ms > 0:
-            for partition in touched:
-                work.batch.writes[("clocks", held_key(partition))] = (partition,
-                                                                      align.stored(partition))
             for partition, held in align.waiting().items():
                 self.metrics.aligning.labels(str(partition)).set(held)
         return work.batch
 
-    def _aligned(self, parsed: list[tuple[int, int, Record, object]], partitions: list[int]
-                 ) -> list[tuple[int, int, Record, object]]:
-        """Inputs go into the alignment buffer; what it releases joins the other items."""
+    def _aligned(self, work: _Work, parsed: list[tuple[int, int, Record, object]],
+                 partitions: list[int]) -> list[tuple[int, int, Record, object]]:
+        """Inputs go into the alignment buffer (and their account's record); what it releases
+        leaves the record and joins the other items, to be applied in this batch."""
         align = self.alignment
         kept = []
         for item in parsed:
             if isinstance(item[3], INPUT_TYPES):
-                align.hold(item[0], item[2], item[3])
+                rec = item[2]
+                key = rec.key or b""
+                entry = align.hold(item[0], rec, item[3])
+                work.record(key).pending.held.append(entry)
+                work.dirty[key] = rec.partition
             else:
                 kept.append(item)
         timed_out = align.timed_out
         for ts, arrival, rec, event in align.release(partitions):
+            key = rec.key or b""
+            pending = work.record(key).pending
+            pending.held = [e for e in pending.held if e[1] != arrival]
+            work.dirty[key] = rec.partition
             if event is None:  # held before a restart
                 event = decode(self.names.canonical(rec.topic), rec.value or b"")
             kept.append((ts, arrival, rec, event))
         if align.timed_out > timed_out:
             self.metrics.align_timeouts.inc(align.timed_out - timed_out)
         return kept
+
+    def _held_entries(self, partition: int) -> list[list[Any]]:
+        """Every input held in the partition's account records (after a start or a rebalance)."""
+        entries = []
+        for key, raw in list(self.accounts.items()):
+            if partition_of(key, self.partitions) == partition:
+                entries.extend(load_account(raw).pending.held)
+        return entries
 
     def alignment_ticks(self, assigned: Iterable[int]) -> list[Output]:
         """A tick for each partition whose held inputs waited their full time with no batch to

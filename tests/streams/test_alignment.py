@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
 
-from streams.alignment import InputAlignment, held_key
+from streams.alignment import InputAlignment
 from streams.records import Record, partition_of
 
 INPUTS = NAMES.inputs
@@ -32,7 +32,7 @@ def released_times(align: InputAlignment, partition: int = 0) -> list[int]:
 
 def test_an_input_waits_until_every_input_topic_has_passed_its_time():
     wall = Wall()
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
     align.hold(20, rec("device-signals", 0, 20))
     assert released_times(align) == []
     for offset, topic in enumerate(t for t in INPUTS if t != "device-signals"):
@@ -44,7 +44,7 @@ def test_an_input_waits_until_every_input_topic_has_passed_its_time():
 
 def test_the_held_inputs_leave_in_event_time_order_not_arrival_order():
     wall = Wall()
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
     align.hold(50, rec("device-signals", 0, 50))
     align.hold(10, rec("moderation-commands", 0, 10))
     align.hold(30, rec("friend-adds", 0, 30))
@@ -54,7 +54,7 @@ def test_the_held_inputs_leave_in_event_time_order_not_arrival_order():
 
 def test_a_quiet_topic_holds_inputs_back_for_align_ms_of_wall_time_only():
     wall = Wall()
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall)
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
     align.hold(20, rec("friend-adds", 0, 20))
     wall.now = 99
     assert released_times(align) == [] and align.due([0]) == []
@@ -70,7 +70,7 @@ def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
     received: a device signal waits for them (up to backlog_wait_ms), not just align_ms."""
     wall = Wall()
     ends = {("friend-adds", 0): 50}
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=wall,
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall,
                            highwater=lambda t, p: ends.get((t, p)), backlog_wait_ms=5_000)
     align.hold(20, rec("device-signals", 0, 20))
     align.hold(5, rec("friend-adds", 9, 5))  # friend-adds offsets 10..49 still to come
@@ -87,57 +87,56 @@ def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
 
 
 def test_zero_align_ms_releases_everything_at_once():
-    align = InputAlignment(inputs=INPUTS, align_ms=0, store={}, wall_ms=Wall())
+    align = InputAlignment(inputs=INPUTS, align_ms=0, load=lambda p: [], wall_ms=Wall())
     align.hold(20, rec("friend-adds", 0, 20))
     assert released_times(align) == [20]
 
 
 def test_the_buffer_is_capped():
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=Wall(), cap=3)
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(), cap=3)
     for i in range(5):
         align.hold(i, rec("friend-adds", i, i))
     assert released_times(align) == [0, 1]
 
 
 def test_the_stored_buffer_stays_under_its_byte_budget():
-    """The buffer is one changelog value: a backlog of large inputs must not grow it past
-    what Kafka accepts in one record."""
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store={}, wall_ms=Wall(),
+    """Held inputs are kept in their accounts' records: a backlog of large inputs must not
+    grow one past what Kafka accepts in one record."""
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(),
                            max_bytes=100_000)
     for i in range(200):
         align.hold(i, Record("friend-adds", 0, i, b"a", orjson.dumps({"ts": i, "pad": "x" * 2000}),
                              None))
     align.release([0])
-    assert 100_000 - 2_100 < len(align.stored(0)) <= 100_000
+    assert 100_000 - 2_100 < len(orjson.dumps(align.heap(0))) <= 100_000
 
 
-def test_held_inputs_survive_a_restart_through_the_table():
+def test_held_inputs_survive_a_restart_through_the_account_records():
     wall = Wall()
-    store: dict[bytes, bytes] = {}
-    align = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
-    align.hold(20, rec("friend-adds", 7, 20, partition=2), event="decoded")
-    align.hold(10, rec("room-creations", 3, 10, partition=2))
-    store[held_key(2)] = align.stored(2)
-    restarted = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    saved: dict[int, list] = {2: []}  # what the account records keep, per partition
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
+    saved[2].append(align.hold(20, rec("friend-adds", 7, 20, partition=2), event="decoded"))
+    saved[2].append(align.hold(10, rec("room-creations", 3, 10, partition=2)))
+    restarted = InputAlignment(inputs=INPUTS, align_ms=100,
+                               load=lambda p: [list(e) for e in saved.get(p, [])], wall_ms=wall)
     wall.now = 1000
     out = restarted.release([2])
     assert [(ts, r.topic, r.offset, event) for ts, _, r, event in out] == [
         (10, "room-creations", 3, None), (20, "friend-adds", 7, None)]
     assert out[1][2].value == orjson.dumps({"ts": 20}) and out[1][2].key == b"a"
-    assert restarted.stored(2) is None
+    assert restarted.heap(2) == []
 
 
 def test_after_a_restart_each_held_input_keeps_its_own_event():
-    """Regression (found by the crash simulation): a partition's buffer restored from the
-    table after a restart was loaded only when first used, so inputs held meanwhile on
-    another partition reused its arrival numbers, and an input was released with another
-    input's decoded event (one applied twice, the other lost)."""
+    """Regression (found by the crash simulation): a partition's buffer restored after a
+    restart was loaded only when first used, so inputs held meanwhile on another partition
+    reused its arrival numbers, and an input was released with another input's decoded event
+    (one applied twice, the other lost)."""
     wall = Wall()
-    store: dict[bytes, bytes] = {}
-    before = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
-    before.hold(10, rec("friend-adds", 0, 10, partition=1), event="p1-first")
-    store[held_key(1)] = before.stored(1)
-    after = InputAlignment(inputs=INPUTS, align_ms=100, store=store, wall_ms=wall)
+    before = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
+    saved = {1: [before.hold(10, rec("friend-adds", 0, 10, partition=1), event="p1-first")]}
+    after = InputAlignment(inputs=INPUTS, align_ms=100,
+                           load=lambda p: [list(e) for e in saved.get(p, [])], wall_ms=wall)
     after.hold(20, rec("friend-adds", 0, 20, partition=0), event="p0-first")
     wall.now = 1_000
     assert [(r.partition, r.offset, event) for _, _, r, event in after.release([1, 0])] == [

@@ -1,9 +1,9 @@
 """kill -9 at random points, simulated without Kafka: topics are logs, tables are changelogs.
 
 What a crash keeps, as on the real services: every output a batch produced (the agent waits
-for the broker's acks before writing state), a prefix of the changelog writes made since the
-last offset commit (Faust flushes the producer before committing offsets), and the committed
-offsets. In-memory state (lift heaps, clocks' caches, alignment buffers) is lost. Fetches
+for the broker's acks before writing state), for each changelog topic-partition its own
+prefix of the writes made since the last offset commit (Faust flushes the producer before
+committing offsets; the partitions are acked independently), and the committed offsets. In-memory state (lift heaps, clocks' caches, alignment buffers) is lost. Fetches
 interleave the input topics and the inboxes unevenly, as separate fetch responses do.
 
 The decisions, deduplicated by `decision_id`, must be exactly replay's, and no
@@ -39,8 +39,9 @@ class CrashBus:
         self.rng = random.Random(seed)
         self.logs: dict[tuple[str, int], list[Record]] = {}
         self.committed: dict[tuple[str, int], int] = {}
-        self.changelog: list[tuple[str, bytes, bytes | None]] = []
-        self.durable = 0  # changelog writes flushed by the last offset commit
+        # one log per changelog topic-partition; each keeps its own prefix after a crash
+        self.changelogs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        self.durable: dict[tuple[str, int], int] = {}  # flushed by the last offset commit
         self.wall = 0
         self.crashes = 0
         self.start()
@@ -58,12 +59,13 @@ class CrashBus:
     # --- a worker process -----------------------------------------------------------------
     def start(self) -> None:
         self.tables: dict[str, dict[bytes, bytes]] = {name: {} for name in TABLES}
-        for name, key, value in self.changelog[:self.durable]:
-            if value is None:
-                self.tables[name].pop(key, None)
-            else:
-                self.tables[name][key] = value
-        self.changelog = self.changelog[:self.durable]
+        for (name, partition), log in self.changelogs.items():
+            del log[self.durable.get((name, partition), 0):]
+            for key, value in log:
+                if value is None:
+                    self.tables[name].pop(key, None)
+                else:
+                    self.tables[name][key] = value
         self.position = dict(self.committed)
         self.account = AccountStage(policy=POLICY, names=NAMES, partitions=PARTITIONS,
                                     accounts=self.tables["accounts"],
@@ -80,11 +82,12 @@ class CrashBus:
 
     def crash(self) -> None:
         self.crashes += 1
-        self.durable = self.rng.randint(self.durable, len(self.changelog))
+        for log_id, log in self.changelogs.items():
+            self.durable[log_id] = self.rng.randint(self.durable.get(log_id, 0), len(log))
         self.start()
 
     def commit_offsets(self) -> None:
-        self.durable = len(self.changelog)
+        self.durable = {log_id: len(log) for log_id, log in self.changelogs.items()}
         self.committed = dict(self.position)
 
     def fetch(self, topics: tuple[str, ...], partition: int) -> list[Record]:
@@ -115,8 +118,8 @@ class CrashBus:
     def apply(self, batch: Any) -> None:
         for out in batch.outputs:  # produced and acked before any state write
             self.append(out.topic, out.key, out.value, out.partition)
-        for (name, key), (_, value) in batch.writes.items():
-            self.changelog.append((name, key, value))
+        for (name, key), (partition, value) in batch.writes.items():
+            self.changelogs.setdefault((name, partition), []).append((key, value))
             if value is None:
                 self.tables[name].pop(key, None)
             else:
