@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     throttle(("aiokafka", "faust.transport"))  # a broker outage: thousands of lines/s
     _install_task_dump()
     worker = Worker(warden.app, loglevel=settings.log_level, quiet=True)
+    # Faust's start-up spinner sets the root logger to DEBUG (to spin on every record), so
+    # every aiokafka debug call built a log record: ~4% of the worker's time (bench/perf.py)
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
