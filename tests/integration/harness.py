@@ -237,3 +237,36 @@ def replay(inputs: Iterable[tuple[str, dict[str, Any]]], *, policy_path: str | N
     if until is not None:
         out.extend(d.to_dict() for d in engine.advance(until))
     return out
+
+
+# Triggers that read other accounts' state through another partition: device triggers read
+# other accounts' statuses at the device stage, report_flood weighs each report with its
+# reporter's credibility and status on the reporter's partition (README "Time").
+CROSS_KEY = frozenset({"tainted_device", "ban_evasion", "report_flood"})
+COMPARED = ("type", "triggers", "level", "lift_at", "at", "scopes", "reason")
+
+
+@dataclass
+class ReplayComparison:
+    exact: int              # accounts without cross-key triggers, all identical to replay
+    cross_key: int          # accounts with a cross-key trigger (live or replay)
+    differing_cross_key: int
+
+
+def compare_with_replay(decisions: list[dict[str, Any]],
+                        expected: list[dict[str, Any]]) -> ReplayComparison:
+    """The live rule: exactly replay's decisions for every account untouched by a CROSS_KEY
+    trigger (asserted here, naming the account); the others are counted, for a bound."""
+    got, want = per_account(decisions), per_account(expected)
+    cross_key = {a for a, ds in {**got, **want}.items()
+                 if any(set(d["triggers"]) & CROSS_KEY for d in ds)}
+    exact = differing = 0
+    for account in set(got) | set(want):
+        actual = [tuple(d[k] for k in COMPARED) for d in got.get(account, [])]
+        wanted = [tuple(d[k] for k in COMPARED) for d in want.get(account, [])]
+        if account not in cross_key:
+            assert actual == wanted, account
+            exact += 1
+        elif actual != wanted:
+            differing += 1
+    return ReplayComparison(exact, len(cross_key), differing)
