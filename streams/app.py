@@ -80,6 +80,10 @@ class Warden:
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
+        # set by the idle clock: inputs wait on the broker but no batch came for stall_s; /health
+        # then answers 503 so a supervisor restarts the worker (a Faust stream was seen to stop
+        # delivering after a kill -9 and restart, with the event loop idle)
+        self.stalled = False
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices}
         self._declare_agents()
         self._declare_lifecycle()
@@ -138,7 +142,13 @@ class Warden:
             """Idle partitions advance their clock from the wall clock (SPEC "Time")."""
             if not self.recovered:
                 return
-            self.account_stage.report_lag(self._assigned_account_partitions())
+            assigned = self._assigned_account_partitions()
+            self.account_stage.report_lag(assigned)
+            stalled = self.account_stage.stalled(assigned, after_ms=self.settings.stall_s * 1000)
+            if stalled and not self.stalled:
+                log.error("stalled: records waiting on %s, none handled for %d s",
+                          ", ".join(f"{t}[{p}]" for t, p in stalled), self.settings.stall_s)
+            self.stalled = bool(stalled)
             if not self.settings.idle_advance:
                 return
             ticks = self.account_stage.idle_ticks(self._assigned_account_partitions(),

@@ -99,6 +99,8 @@ class AccountStage:
         self._lifts: dict[int, list[tuple[int, str]]] = {}
         self._cursors: dict[str, Any] = {}
         self.last_event_wall: dict[int, int] = {}
+        # liveness: when each input topic-partition last had nothing waiting or made progress
+        self.progress_wall: dict[tuple[str, int], int] = {}
         self.highwater = highwater
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
@@ -266,6 +268,31 @@ class AccountStage:
             held = min(held, waiting[0][0])
         return held
 
+    def input_lag(self, assigned: Iterable[int]) -> int:
+        """Input records on the broker not yet handled here, over the assigned partitions."""
+        lag = 0
+        for partition in assigned:
+            for topic in self.names.inputs:
+                end = self.highwater(topic, partition)
+                if end is not None:
+                    lag += max(0, end - self.topic_offset.get((topic, partition), -1) - 1)
+        return lag
+
+    def stalled(self, assigned: Iterable[int], *, after_ms: int) -> list[tuple[str, int]]:
+        """Input topic-partitions with records waiting on the broker and none handled for
+        `after_ms` (liveness: a partition the consumer stopped delivering)."""
+        now = self.wall_ms()
+        out = []
+        for partition in assigned:
+            for topic in self.names.inputs:
+                key = (topic, partition)
+                end = self.highwater(topic, partition)
+                if end is None or end <= self.topic_offset.get(key, -1) + 1:
+                    self.progress_wall[key] = now  # nothing waiting: not stalled
+                elif now - self.progress_wall.setdefault(key, now) > after_ms:
+                    out.append(key)
+        return out
+
     def report_lag(self, assigned: Iterable[int]) -> None:
         """`warden_consumer_lag`: highwater minus what was handled, per input partition."""
         for partition in assigned:
@@ -348,6 +375,7 @@ class _Work:
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
             # handled only now: lifts its backlog was holding back may fire
             stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
+            stage.progress_wall[topic_partition] = stage.wall_ms()
             self.fire_due(rec.partition, stage.lift_clock(rec.partition, self.clock(rec.partition)))
         else:
             msg: Any = item

@@ -90,11 +90,12 @@ def register(warden: Warden) -> None:
     async def health(self: web.View, request: web.Request) -> web.Response:
         recovered = warden.recovered
         redis_ok = warden.projector.healthy
-        body = {"status": "ok" if recovered and redis_ok else "unavailable",
-                "recovered": recovered, "redis": redis_ok,
-                "redis_error": warden.projector.last_error,
+        ok = recovered and redis_ok and not warden.stalled
+        status = "ok" if ok else "stalled" if warden.stalled else "unavailable"
+        body = {"status": status, "recovered": recovered, "redis": redis_ok,
+                "stalled": warden.stalled, "redis_error": warden.projector.last_error,
                 "policy_version": warden.policy.version}
-        return _json(self, body, 200 if recovered and redis_ok else 503)
+        return _json(self, body, 200 if ok else 503)
 
     @app.page("/accounts/{account_id}")
     async def account(self: web.View, request: web.Request, account_id: str) -> web.Response:

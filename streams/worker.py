@@ -65,7 +65,11 @@ def _install_task_dump() -> None:
     def dump(signum: int, frame: object) -> None:
         import io
 
+        import traceback
+
         out = io.StringIO()
+        out.write("--- main thread, where the signal found it\n")
+        traceback.print_stack(frame, limit=20, file=out)  # type: ignore[arg-type]
         try:
             loop = asyncio.get_event_loop()
             for task in asyncio.all_tasks(loop):

@@ -51,6 +51,7 @@ class WorkerProcess:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    stalls: int = 0  # restarts because /health reported the worker stalled
 
     @property
     def url(self) -> str:
@@ -107,6 +108,23 @@ class WorkerProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.kill(signal.SIGTERM)
+
+    def dump_tasks(self) -> str:
+        """What a stalled worker is doing: py-spy's dump of its threads when py-spy is
+        installed, and mode's SIGUSR1 task dump in the worker log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return ""
+        out = ""
+        spy = Path(sys.executable).with_name("py-spy")
+        if spy.exists():
+            try:
+                out = subprocess.run([str(spy), "dump", "--pid", str(self.proc.pid)],
+                                     capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.SubprocessError) as exc:
+                out = f"py-spy: {exc}"
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(2)
+        return out
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
