@@ -268,16 +268,6 @@ class AccountStage:
             held = min(held, waiting[0][0])
         return held
 
-    def input_lag(self, assigned: Iterable[int]) -> int:
-        """Input records on the broker not yet handled here, over the assigned partitions."""
-        lag = 0
-        for partition in assigned:
-            for topic in self.names.inputs:
-                end = self.highwater(topic, partition)
-                if end is not None:
-                    lag += max(0, end - self.topic_offset.get((topic, partition), -1) - 1)
-        return lag
-
     def stalled(self, assigned: Iterable[int], *, after_ms: int) -> list[tuple[str, int]]:
         """Input topic-partitions with records waiting on the broker and none handled for
         `after_ms` (liveness: a partition the consumer stopped delivering)."""

@@ -30,6 +30,7 @@ from test_restart import (
     assert_no_seq_gaps,
     assert_redis_is_the_projection_of_the_log,
     assert_repeats_are_byte_identical,
+    first_copies,
     log_size,
 )
 
@@ -158,10 +159,7 @@ def restarted(tmp_path_factory, private_kafka, redis_url):
         total = max(log_size(bootstrap, decisions_topic), len(expected))
         raw = asyncio.run(TopicReader(bootstrap, decisions_topic, PARTITIONS)
                           .read_until(lambda v: len(v) >= total, timeout=60, quiet_s=15))
-        first: dict[str, bytes] = {}
-        for value in raw:
-            first.setdefault(orjson.loads(value)["decision_id"], value)
-        decisions = [orjson.loads(v) for v in first.values()]
+        decisions = first_copies(raw)
         digest = asyncio.run(_redis_digest(redis_url, app_id))
     say(f"{len(raw)} decisions on the log, {len(decisions)} distinct; replay has {len(expected)}")
     return CrashedRun(raw, decisions, expected, digest, workload), report

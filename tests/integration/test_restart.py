@@ -167,10 +167,7 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
             worker.dump_tasks()
         raw = asyncio.run(TopicReader(bootstrap, decisions_topic, PARTITIONS)
                           .read_until(lambda v: len(v) >= total, timeout=90, quiet_s=20))
-        first: dict[str, bytes] = {}
-        for value in raw:
-            first.setdefault(orjson.loads(value)["decision_id"], value)
-        decisions = [orjson.loads(v) for v in first.values()]
+        decisions = first_copies(raw)
         digest = asyncio.run(_redis_digest(redis_url, redis_prefix))
     repeats = len(raw) - len(decisions)
     print(f"{len(raw)} decisions on the log, {len(decisions)} distinct, {repeats} repeats; "
@@ -193,6 +190,14 @@ def assert_equal_to_replay_per_account(run: CrashedRun) -> None:
     assert {d["decision_id"] for d in run.decisions} == {d["decision_id"] for d in run.expected}
     result = compare_with_replay(run.decisions, run.expected)
     assert result.differing_cross_key == 0, result
+
+
+def first_copies(raw: list[bytes]) -> list[dict[str, Any]]:
+    """The first copy of each decision_id on the log, in log order (redelivery repeats)."""
+    first: dict[str, bytes] = {}
+    for value in raw:
+        first.setdefault(orjson.loads(value)["decision_id"], value)
+    return [orjson.loads(v) for v in first.values()]
 
 
 def assert_repeats_are_byte_identical(run: CrashedRun) -> None:
