@@ -46,8 +46,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers ("127.0.0.1:PORT") of a real Kafka 4.x broker (started or reused)."""
     info = services.ensure_up(("kafka",))
+    _wait_for_group_coordinator(str(info["kafka_bootstrap"]))
     yield str(info["kafka_bootstrap"])
     services.stop_started(info["started"])  # only what this session started
+
+
+def _wait_for_group_coordinator(bootstrap: str, timeout: float = 60.0) -> None:
+    """A freshly formatted broker answers before it can coordinate consumer groups (it still
+    creates __consumer_offsets); the first worker then logs GroupCoordinatorNotAvailable at
+    ERROR. Tests start once a group's coordinator can be found."""
+    import asyncio
+    import time
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def ready() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.list_consumer_group_offsets("warden-tests-warmup")
+            return True
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the client says
+            return False
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(ready()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka at {bootstrap} coordinates no consumer group after {timeout}s")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
