@@ -19,6 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from detectors.config import Policy, load_policy
+from streams.consumer import WardenTransport
 from streams.metrics import Metrics
 from streams.projector import Projector
 from streams.settings import Settings
@@ -70,6 +71,8 @@ class Warden:
             table_standby_replicas=0,
             logging_config=None,
         )
+        # before anything builds the default one: Faust's consumer with exact commit offsets
+        self.app.transport = WardenTransport(self.app.conf.broker_consumer, self.app)
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
         self._declare_topics()
         self._declare_tables()
@@ -81,8 +84,7 @@ class Warden:
                                         devices=self.devices.data)
         self.projector = Projector(settings, self.metrics)
         # set by the idle clock: inputs wait on the broker but no batch came for stall_s; /health
-        # then answers 503 so a supervisor restarts the worker (a Faust stream was seen to stop
-        # delivering after a kill -9 and restart, with the event loop idle)
+        # then answers 503 so a supervisor restarts the worker (liveness, whatever the cause)
         self.stalled = False
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices}
         self._declare_agents()

@@ -264,6 +264,15 @@ CROSS_KEY = frozenset({"tainted_device", "ban_evasion", "report_flood"})
 COMPARED = ("type", "triggers", "level", "lift_at", "at", "scopes", "reason")
 
 
+def _first_difference(account: str, actual: list[tuple], wanted: list[tuple]) -> str:
+    """Which decision of the account differs first, both sides, for the failure message."""
+    for seq, (a, w) in enumerate(zip(actual, wanted), start=1):
+        if a != w:
+            return (f"{account} seq {seq} differs ({', '.join(COMPARED)}):\n"
+                    f"  live:   {a}\n  replay: {w}")
+    return f"{account}: live has {len(actual)} decisions, replay {len(wanted)}"
+
+
 @dataclass
 class ReplayComparison:
     exact: int              # accounts without cross-key triggers, all identical to replay
@@ -283,7 +292,7 @@ def compare_with_replay(decisions: list[dict[str, Any]],
         actual = [tuple(d[k] for k in COMPARED) for d in got.get(account, [])]
         wanted = [tuple(d[k] for k in COMPARED) for d in want.get(account, [])]
         if account not in cross_key:
-            assert actual == wanted, account
+            assert actual == wanted, _first_difference(account, actual, wanted)
             exact += 1
         elif actual != wanted:
             differing += 1

@@ -1,0 +1,114 @@
+"""The committable offset (streams/consumer.py): never past a record not yet handled."""
+
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from streams.consumer import WardenConsumer, committable_offset
+
+
+def gaps(*spans: tuple[int, int]) -> IntervalTree:
+    tree = IntervalTree()
+    for begin, end in spans:
+        tree.addi(begin, end)
+    return tree
+
+
+def test_a_run_of_handled_records_is_committed_up_to_its_end():
+    assert committable_offset(10, [10, 11, 12], gaps()) == 13
+
+
+def test_nothing_is_committed_while_the_record_at_the_committed_offset_is_in_flight():
+    # faust-streaming#606: Faust committed 14 here, losing record 10 on a crash
+    assert committable_offset(10, [11, 12, 13], gaps()) is None
+
+
+def test_the_commit_stops_at_the_first_record_still_in_flight():
+    assert committable_offset(10, [10, 11, 13, 14], gaps()) == 12
+
+
+def test_acknowledging_a_record_twice_does_not_stall_the_commit():
+    # robinhood/faust#559: duplicates made Faust advance one offset per commit
+    assert committable_offset(10, [10, 11, 11, 12, 12, 13], gaps()) == 14
+
+
+def test_offsets_the_broker_skipped_are_passed_over():
+    # compaction or a transaction marker: 12 and 13 were never delivered
+    assert committable_offset(10, [10, 11, 14], gaps((12, 14))) == 15
+
+
+def test_a_skipped_offset_at_the_committed_offset_is_passed_over():
+    assert committable_offset(10, [11, 12], gaps((10, 11))) == 13
+
+
+def test_a_skip_ahead_of_an_in_flight_record_does_not_pass_it():
+    assert committable_offset(10, [10], gaps((12, 14))) == 11
+
+
+def test_nothing_new_means_no_commit():
+    assert committable_offset(10, [], gaps()) is None
+    assert committable_offset(10, [8, 9], gaps()) is None
+
+
+def test_a_first_commit_starts_at_the_lowest_acknowledged_offset():
+    assert committable_offset(None, [5, 6, 7], gaps()) == 8
+
+
+# --- records fetched before a seek are not handed out ------------------------------------
+TOPIC = TP("friend-adds", 0)
+
+
+class FakeMessage:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def consumer_over(monkeypatch, offsets: list[int], *, seek_after: int, position: int):
+    """A WardenConsumer whose fetched batch holds `offsets`; a seek lands after `seek_after`
+    records were handed out, leaving the fetch position at `position`."""
+    consumer = object.__new__(WardenConsumer)
+    seeks: list[tuple[TP, int]] = []
+
+    async def batch(self, timeout):
+        for n, offset in enumerate(offsets):
+            if n == seek_after:
+                self._seeks += 2  # what perform_seek does around the seek
+            yield TOPIC, FakeMessage(offset)
+
+    async def position_of(tp):
+        return position
+
+    async def seek(tp, offset):
+        seeks.append((tp, offset))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", batch)
+    consumer.position = position_of
+    consumer.seek = seek
+    consumer.assignment = lambda: {TOPIC}
+    return consumer, seeks
+
+
+async def handed_out(consumer) -> list[int]:
+    return [m.offset async for _, m in consumer.getmany(timeout=1.0)]
+
+
+@pytest.mark.asyncio
+async def test_a_seek_back_drops_the_rest_of_the_batch_it_will_fetch_again(monkeypatch):
+    consumer, seeks = consumer_over(monkeypatch, [5, 6, 7, 8], seek_after=2, position=3)
+    assert await handed_out(consumer) == [5, 6]
+    assert seeks == []  # the position is already back at 3: 7 and 8 come again
+
+
+@pytest.mark.asyncio
+async def test_records_fetched_after_the_seek_are_fetched_again_not_lost(monkeypatch):
+    consumer, seeks = consumer_over(monkeypatch, [5, 6, 7, 8], seek_after=2, position=9)
+    assert await handed_out(consumer) == [5, 6]
+    assert seeks == [(TOPIC, 7)]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_without_a_seek_is_handed_out_whole(monkeypatch):
+    consumer, seeks = consumer_over(monkeypatch, [5, 6, 7], seek_after=99, position=8)
+    assert await handed_out(consumer) == [5, 6, 7]
+    assert seeks == []
