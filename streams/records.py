@@ -76,35 +76,12 @@ class AccountRecord:
     state: AccountState
     seen: dict[str, int]
     pending: Pending
-    # Encoded parts kept while the account stage caches this record between batches: a hot
-    # account is re-encoded every batch, and its dedupe ids (7 days of them) are most of it.
-    _state_json: tuple[AccountState, bytes] | None = field(default=None, repr=False,
-                                                           compare=False)
-    _seen_json: bytes | None = field(default=None, repr=False, compare=False)
-
-    def see(self, msg_id: str, at: int) -> None:
-        """Record an applied id; a new one is appended to the encoded ids, not re-encoded."""
-        encoded = self._seen_json
-        if encoded is not None:
-            if msg_id in self.seen:
-                encoded = None  # a value changes in place: encode afresh
-            else:
-                comma = b"," if self.seen else b""
-                encoded = b"%s%s%s:%d}" % (encoded[:-1], comma, orjson.dumps(msg_id), at)
-        self.seen[msg_id] = at
-        self._seen_json = encoded
 
     def encode(self) -> bytes | None:
         if not self.seen and not self.pending and account.is_droppable(self.state):
             return None
         pending = self.pending.to_obj() if self.pending else None
-        state = self._state_json
-        if state is None or state[0] is not self.state:
-            state = self._state_json = (self.state, codec.encode_account(self.state))
-        if self._seen_json is None:
-            self._seen_json = orjson.dumps(self.seen)
-        return orjson.dumps([orjson.Fragment(state[1]), orjson.Fragment(self._seen_json),
-                             pending])
+        return orjson.dumps([orjson.Fragment(codec.encode_account(self.state)), self.seen, pending])
 
 
 def load_account(raw: bytes | None) -> AccountRecord:

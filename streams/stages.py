@@ -87,7 +87,7 @@ class AccountStage:
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
-                 align_ms: int = 0, decoded_cap: int = 20_000) -> None:
+                 align_ms: int = 0) -> None:
         self.policy = policy
         self.partitions = partitions
         self.accounts, self.clocks = accounts, clocks
@@ -105,10 +105,6 @@ class AccountStage:
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
-        # decoded account records between batches, least recently used first (bounded):
-        # decoding a hot account's record every batch was the stage's largest cost
-        self._decoded: dict[bytes, AccountRecord] = {}
-        self.decoded_cap = decoded_cap
         self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms,
                                         load=self._held_entries,
                                         wall_ms=lambda: self.wall_ms(),
@@ -166,18 +162,6 @@ class AccountStage:
         if align.timed_out > timed_out:
             self.metrics.align_timeouts.inc(align.timed_out - timed_out)
         return kept
-
-    def decoded(self, key: bytes) -> AccountRecord:
-        """The account's record, decoded: from the cache, else from the table. The table
-        always holds what a batch last wrote, so an evicted record reloads as it was."""
-        cache = self._decoded
-        record = cache.pop(key, None)
-        if record is None:
-            record = load_account(self.accounts.get(key))
-            if len(cache) >= self.decoded_cap:
-                del cache[next(iter(cache))]
-        cache[key] = record
-        return record
 
     def _held_entries(self, partition: int) -> list[list[Any]]:
         """Every input held in the partition's account records (after a start or a rebalance)."""
@@ -241,7 +225,6 @@ class AccountStage:
             if kept != record.state or len(seen) != len(record.seen):
                 value = AccountRecord(kept, seen, record.pending).encode()
                 batch.writes[("accounts", key)] = (partition, value)
-                self._decoded.pop(key, None)  # reloads the pruned record from the table
         return batch
 
     def _slice(self, name: str, store: MutableMapping[bytes, bytes], limit: int) -> list[bytes]:
@@ -316,7 +299,6 @@ class AccountStage:
         partitions = list(partitions)
         for partition in partitions:
             self._lifts.pop(partition, None)
-        self._decoded.clear()  # a recovered table may differ from what this worker decoded
         self.alignment.forget(partitions)
 
     def idle_ticks(self, assigned: Iterable[int], *, grace_ms: int) -> list[Output]:
@@ -520,7 +502,7 @@ class _Work:
     def record(self, key: bytes) -> AccountRecord:
         record = self.records.get(key)
         if record is None:
-            record = self.stage.decoded(key)
+            record = load_account(self.stage.accounts.get(key))
             self.records[key] = record
         return record
 
@@ -530,12 +512,12 @@ class _Work:
     def first_sighting(self, account_id: str, msg_id: str, partition: int) -> bool:
         """Dedupe within the account's own record, so it is written atomically with its effects."""
         key = account_id.encode()
-        record = self.record(key)
+        seen = self.record(key).seen
         now = self.clock(partition)
-        first = record.seen.get(msg_id)
+        first = seen.get(msg_id)
         if first is not None and now - first < self.stage.policy.state.dedupe_horizon_ms:
             return False
-        record.see(msg_id, now)
+        seen[msg_id] = now
         self.dirty[key] = partition
         return True
 
