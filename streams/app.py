@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from detectors.config import Policy, load_policy
@@ -86,6 +87,7 @@ class Warden:
         # set by the idle clock: inputs wait on the broker but no batch came for stall_s; /health
         # then answers 503 so a supervisor restarts the worker (liveness, whatever the cause)
         self.stalled = False
+        self.paused: set[int] = set()  # account partitions whose inputs wait for replies
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices}
         self._declare_agents()
         self._declare_lifecycle()
@@ -121,6 +123,7 @@ class Warden:
                 records = _records(events)
                 self.metrics.batch_size.observe(len(records))
                 await self.commit(self.account_stage.process(records))
+                await self._pace_inputs()
 
         @app.agent(self.device_source, name="device-stage")
         async def device_stage(stream: Any) -> None:
@@ -185,11 +188,38 @@ class Warden:
         @app.on_partitions_revoked.connect  # type: ignore[misc]
         async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
+            self.paused.clear()  # Faust resumes every stream partition after a rebalance
+            for partition in range(self.settings.partitions):
+                self.metrics.paused.labels(str(partition)).set(0)
 
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
             await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
+
+    async def _pace_inputs(self) -> None:
+        """Back-pressure on cross-key hops: a partition with WARDEN_MAX_IN_FLIGHT requests
+        unanswered stops reading its input topics until half of them are answered.
+
+        Without it a backlog is read far ahead of the replies, every account waits on many
+        of them with later inputs parked in its record, and the records (re-written to the
+        changelog after every batch) grow until the stage is mostly writing them."""
+        high = self.settings.max_in_flight
+        stage, metrics = self.account_stage, self.metrics
+        consumer: Any = self.app.consumer
+        for partition in self._assigned_account_partitions():
+            count = stage.in_flight.get(partition, 0)
+            metrics.in_flight.labels(str(partition)).set(count)
+            tps = [TP(topic, partition) for topic in self.settings.topics.inputs]
+            if partition not in self.paused and count >= high:
+                self.paused.add(partition)
+                metrics.paused.labels(str(partition)).set(1)
+                metrics.pauses.inc()
+                await consumer.hold_back(tps)
+            elif partition in self.paused and count <= high // 2:
+                self.paused.discard(partition)
+                metrics.paused.labels(str(partition)).set(0)
+                consumer.resume_partitions(tps)
 
     @property
     def recovered(self) -> bool:
@@ -221,8 +251,6 @@ class Warden:
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """End offset the consumer last heard of for an input partition (None: not fetched)."""
-        from faust.types import TP
-
         try:
             return self.app.consumer.highwater(TP(topic, partition))
         except (KeyError, AssertionError, AttributeError):

@@ -111,6 +111,22 @@ class WardenConsumer(faust_aiokafka.Consumer):
             self._seeks += 1
         self._read_offset[partition] = offset - 1 if offset else None
 
+    async def hold_back(self, tps: Iterable[TP]) -> None:
+        """Pause fetching `tps` without losing what was fetched for them already.
+
+        Faust's `pause_partitions` makes the drain loop skip the paused partitions' records
+        still in the batch it is handing out, whose offsets the fetch position has passed;
+        so each is also sought back to the record after the last one handed out (one being
+        handed out right now may come again: inputs are deduplicated by id)."""
+        tps = {ensure_TP(tp) for tp in tps}
+        self.pause_partitions(tps)
+        for tp in tps:
+            last = self._read_offset.get(tp)
+            if last is not None:
+                await self.seek(tp, last + 1)
+            elif self._committed_offset.get(tp) is not None:
+                await self.seek(tp, self._committed_offset[tp])
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust passes the offset of the record that revealed the gap as `offset_to`
         # (inclusive): that record is not skipped, it is about to be handled.

@@ -55,6 +55,16 @@ class Metrics:
         self.align_timeouts = Counter("warden_alignment_timeouts_total",
                                       "Inputs released after waiting WARDEN_ALIGN_MS for a quiet "
                                       "input topic", registry=registry)
+        self.in_flight = Gauge("warden_hops_in_flight",
+                               "Cross-key requests (device checks, report weighing) awaiting "
+                               "their reply, per account partition", ["partition"],
+                               registry=registry)
+        self.paused = Gauge("warden_inputs_paused",
+                            "1 while a partition's input topics are paused for their replies "
+                            "to catch up (WARDEN_MAX_IN_FLIGHT)", ["partition"], registry=registry)
+        self.pauses = Counter("warden_input_pauses_total",
+                              "Times a partition's input topics were paused for their replies",
+                              registry=registry)
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)

@@ -72,6 +72,7 @@ class Settings:
     idle_grace_ms: int = 2000
     align_ms: int = 100
     stall_s: int = 30
+    max_in_flight: int = 5000
     tick_interval_s: float = 1.0
     sweep_interval_s: float = 30.0
     projection_batch: int = 500
@@ -115,6 +116,7 @@ class Settings:
             "idle_grace_ms": _int(env, "WARDEN_IDLE_GRACE_MS", cls.idle_grace_ms),
             "align_ms": _int(env, "WARDEN_ALIGN_MS", cls.align_ms, minimum=0),
             "stall_s": _int(env, "WARDEN_STALL_S", cls.stall_s, minimum=1),
+            "max_in_flight": _int(env, "WARDEN_MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
             "projection_batch": _int(env, "WARDEN_PROJECTION_BATCH", cls.projection_batch, minimum=1),
             "log_level": env.get("WARDEN_LOG_LEVEL", cls.log_level),
             "data_dir": env.get("WARDEN_DATA_DIR", cls.data_dir),

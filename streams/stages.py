@@ -97,6 +97,9 @@ class AccountStage:
         self.account_inbox = names.account_inbox
         self.device_inbox = names.device_inbox
         self._lifts: dict[int, list[tuple[int, str]]] = {}
+        # cross-key requests sent and not answered yet, per partition (for back-pressure;
+        # counted from this worker's start, so replies to older requests are not counted)
+        self.in_flight: dict[int, int] = {}
         self._cursors: dict[str, Any] = {}
         self.last_event_wall: dict[int, int] = {}
         # liveness: when each input topic-partition last had nothing waiting or made progress
@@ -299,6 +302,7 @@ class AccountStage:
         partitions = list(partitions)
         for partition in partitions:
             self._lifts.pop(partition, None)
+            self.in_flight.pop(partition, None)
         self.alignment.forget(partitions)
 
     def idle_ticks(self, assigned: Iterable[int], *, grace_ms: int) -> list[Output]:
@@ -401,6 +405,9 @@ class _Work:
         if needs_hop(item):
             pending = self.record(account_id.encode()).pending
             pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
+            partition = self.partition_for(rec, account_id.encode())
+            in_flight = self.stage.in_flight
+            in_flight[partition] = in_flight.get(partition, 0) + 1
         self.handle(rec, account_id, item)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
@@ -411,6 +418,11 @@ class _Work:
             return
         slot[1] = msg
         self.dirty[key] = rec.partition
+        stage = self.stage
+        stage.in_flight[rec.partition] = max(0, stage.in_flight.get(rec.partition, 0) - 1)
+        now = stage.wall_ms()
+        for topic in stage.names.inputs:  # a paused partition making progress is not stalled
+            stage.progress_wall[(topic, rec.partition)] = now
         while pending.flight and pending.flight[0][1] is not None:
             ready = pending.flight.pop(0)[1]
             self.handle(rec, msg.account_id, ready)

@@ -4,6 +4,7 @@ compared with `warden replay` of the same input; Redis equals the projection of 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import orjson
@@ -41,7 +42,10 @@ def live(tmp_path_factory, kafka_bootstrap, redis_url, workload):
            "WARDEN_TOPIC_PREFIX": f"{uid}-", "WARDEN_APP_ID": f"w{uid}",
            "WARDEN_REDIS_PREFIX": f"w{uid}", "WARDEN_PARTITIONS": "3",
            "WARDEN_OPERATOR_TOKEN": TOKEN, "WARDEN_POLICY": str(policy),
-           "WARDEN_IDLE_ADVANCE": "false"}
+           "WARDEN_IDLE_ADVANCE": "false",
+           # far below the default (5,000), so input partitions pause and resume for their
+           # cross-key replies again and again: nothing may be lost or reordered by it
+           "WARDEN_MAX_IN_FLIGHT": "20"}
     expected = replay(workload, policy_path=str(policy))
     with running_worker(tmp, env) as worker:
         asyncio.run(produce(kafka_bootstrap, f"{uid}-", workload, rate=400))
@@ -165,3 +169,12 @@ def test_operator_commands_need_the_token_and_publish_to_moderation_commands(liv
     from harness import wait_for
 
     wait_for(restricted_in_redis, timeout=30, what="manual restriction projected into Redis")
+
+
+def test_inputs_paused_for_their_replies_lost_nothing(live):
+    """WARDEN_MAX_IN_FLIGHT=20 here: the input partitions were paused and resumed for their
+    cross-key replies, and the other tests of this module still hold (every decision)."""
+    text = live["worker"].http("/metrics")[1]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    pauses = re.search(r"^warden_input_pauses_total (\S+)$", text, re.MULTILINE)
+    assert pauses is not None and float(pauses.group(1)) > 0

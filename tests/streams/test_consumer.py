@@ -112,3 +112,25 @@ async def test_a_batch_without_a_seek_is_handed_out_whole(monkeypatch):
     consumer, seeks = consumer_over(monkeypatch, [5, 6, 7], seek_after=99, position=8)
     assert await handed_out(consumer) == [5, 6, 7]
     assert seeks == []
+
+
+# --- pausing for back-pressure loses nothing already fetched ------------------------------
+@pytest.mark.asyncio
+async def test_holding_back_a_partition_seeks_it_to_the_record_after_the_last_handed_out():
+    consumer = object.__new__(WardenConsumer)
+    paused: list[set[TP]] = []
+    seeks: list[tuple[TP, int]] = []
+    other = TP("friend-adds", 1)
+    consumer.pause_partitions = paused.append
+    consumer._read_offset = {TOPIC: 41}
+    consumer._committed_offset = {other: 7}
+
+    async def seek(tp, offset):
+        seeks.append((tp, offset))
+
+    consumer.seek = seek
+    await consumer.hold_back([TOPIC, other])
+    assert paused == [{TOPIC, other}]
+    # 42 onwards may sit in the batch being handed out, which skips paused partitions;
+    # nothing handed out yet since the last seek: back to the committed offset
+    assert sorted(seeks) == [(TOPIC, 42), (other, 7)]

@@ -453,3 +453,15 @@ def test_a_partition_with_waiting_records_and_no_progress_is_reported_stalled():
     assert bus.account.stalled([0, 1], after_ms=10_000) == [("friend-adds", 0)]
     bus.account.topic_offset[("friend-adds", 0)] = 4              # caught up
     assert bus.account.stalled([0, 1], after_ms=10_000) == []
+
+
+def test_cross_key_requests_in_flight_are_counted_until_answered():
+    """The count WARDEN_MAX_IN_FLIGHT pauses input partitions on (streams/app.py)."""
+    bus = Bus()
+    value = {"event_id": "fa1", "ts": T0, "account_id": "mallory", "friend_id": "f1",
+             "device_id": "dev-m"}
+    rec = bus.record("friend-adds", b"mallory", orjson.dumps(value))
+    follow = bus.commit(bus.account.process([rec]))
+    assert bus.account.in_flight == {rec.partition: 1}   # a device check was sent
+    bus._deliver(follow)                                  # ...and answered
+    assert bus.account.in_flight == {rec.partition: 0}
