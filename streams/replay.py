@@ -22,7 +22,14 @@ import orjson
 from detectors.config import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from detectors.decisions import Decision
 from detectors.engine import DUPLICATE, Engine
-from detectors.events import MAX_MESSAGE_BYTES, Event, Rejected, decode_object
+from detectors.events import (
+    DECODERS,
+    MAX_MESSAGE_BYTES,
+    Event,
+    InvalidInput,
+    Rejected,
+    decode_object,
+)
 
 
 @dataclass
@@ -79,7 +86,7 @@ def replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO
     stats = ReplayStats()
     started = time.perf_counter()
     write, feed, tally = out.write, engine.feed, stats.decisions
-    loads, decode, max_line = orjson.loads, decode_object, MAX_MESSAGE_BYTES + 128
+    loads, decoders, max_line = orjson.loads, DECODERS, MAX_MESSAGE_BYTES + 128
     decisions: list[Decision] = []
     count = accepted = duplicates = 0
     for number, raw in enumerate(lines, start=1):
@@ -87,13 +94,20 @@ def replay_lines(lines: Iterator[bytes], engine: Engine, out: IO[bytes], dlq: IO
         if not line:
             continue
         count += 1
-        # parse_line's common case, inlined; every other line goes through it.
+        # parse_line's common case (and decode_object's), inlined; every other line, and
+        # every invalid value, goes through them for its rejection.
         try:
             obj = loads(line) if len(line) <= max_line else None
         except orjson.JSONDecodeError:
             obj = None
-        if type(obj) is dict and type(topic := obj.get("topic")) is str and "value" in obj:
-            parsed = decode(topic, obj["value"])
+        if type(obj) is dict and type(topic := obj.get("topic")) is str \
+                and type(value := obj.get("value")) is dict \
+                and (decoder := decoders.get(topic)) is not None:
+            parsed: Event | Rejected
+            try:
+                parsed = decoder(value)
+            except InvalidInput:
+                parsed = decode_object(topic, value)
         else:
             topic, parsed = parse_line(line)
         if type(parsed) is Rejected:
