@@ -38,10 +38,17 @@ LINES = [
 ]
 
 
+# How a line may be padded on disk: the loop parses it as read, parse_line stripped.
+PADDINGS = [(b"", b"\n"), (b"", b""), (b"", b"\r\n"), (b"  ", b" \t\n"), (b"", b"\x0c\n"),
+            (b"", b" " * 200 + b"\n"), (b"", b" " * (MAX_MESSAGE_BYTES + 200) + b"\n")]
+
+
+@pytest.mark.parametrize("padding", PADDINGS, ids=range(len(PADDINGS)))
 @pytest.mark.parametrize("line", LINES, ids=range(len(LINES)))
-def test_each_line_is_accepted_or_dead_lettered_as_parse_line_judges_it(line):
+def test_each_line_is_accepted_or_dead_lettered_as_parse_line_judges_it(line, padding):
     out, dlq = io.BytesIO(), io.BytesIO()
-    stats = replay_lines(iter([line + b"\n"]), Engine(), out, dlq)
+    stats = replay_lines(iter([padding[0] + line + padding[1]]), Engine(), out, dlq)
+    assert stats.lines == 1
     topic, parsed = parse_line(line)
     if isinstance(parsed, Rejected):
         assert orjson.loads(dlq.getvalue()) == {"line": 1, "topic": topic, "error": parsed.code,
@@ -50,3 +57,10 @@ def test_each_line_is_accepted_or_dead_lettered_as_parse_line_judges_it(line):
     else:
         assert dlq.getvalue() == b""
         assert stats.accepted == 1
+
+
+@pytest.mark.parametrize("blank", [b"\n", b"", b"  \t\r\n", b"\x0c\n"])
+def test_blank_lines_are_skipped_without_a_dead_letter(blank):
+    out, dlq = io.BytesIO(), io.BytesIO()
+    stats = replay_lines(iter([blank]), Engine(), out, dlq)
+    assert (stats.lines, dlq.getvalue(), out.getvalue()) == (0, b"", b"")
