@@ -285,20 +285,17 @@ def _device_signal(msg: DeviceMatched) -> Signal:
     return Signal(msg.trigger, msg.ts, msg.event_id, (), evidence, fires=False)
 
 
-def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
+def expire(state: AccountState, *, now_ms: int, policy: Policy,
+           devices_expire: bool = True) -> AccountState:
     """Drop window entries and history that no longer matter at `now_ms`.
 
     Returns `state` itself when nothing expires: the engine sweeps every
-    account, and most have nothing to drop.
+    account, and most have nothing to drop. `devices_expire=False` (see
+    `expire_all`) skips looking at device use times.
     """
     windows = state.windows
     if windows:
-        for name, window in windows.items():
-            trigger = ACCOUNT_TRIGGERS[name]
-            kept = trigger.expire(window, now_ms=now_ms, policy=policy)
-            if kept is not window or kept == trigger.initial:  # a change (most sweeps keep all)
-                windows = _expire_windows(windows, now_ms=now_ms, policy=policy)
-                break
+        windows = _expire_windows(windows, now_ms=now_ms, policy=policy)
     life = state.lifecycle
     if life.past_starts:
         life = lifecycle.expire(life, now_ms=now_ms, policy=policy)
@@ -306,11 +303,12 @@ def expire(state: AccountState, *, now_ms: int, policy: Policy) -> AccountState:
     if record.overturned_at or record.muted_until is not None:
         record = reporters.expire(record, now_ms=now_ms, policy=policy)
     devices = state.devices
-    device_horizon = now_ms - policy.tainted_device.horizon_ms
-    for _, t in devices:
-        if t <= device_horizon:
-            devices = tuple((d, t) for d, t in devices if t > device_horizon)
-            break
+    if devices_expire:
+        device_horizon = now_ms - policy.tainted_device.horizon_ms
+        for _, t in devices:
+            if t <= device_horizon:
+                devices = tuple((d, t) for d, t in devices if t > device_horizon)
+                break
     if (windows is state.windows and life is state.lifecycle and record is state.reporter
             and devices is state.devices):
         return state
@@ -332,7 +330,7 @@ def expire_all(states: dict[str, AccountState], *, now_ms: int, policy: Policy,
         record = state.reporter
         if (state.windows or state.lifecycle.past_starts or record.overturned_at
                 or record.muted_until is not None):
-            kept = expire(state, now_ms=now_ms, policy=policy)
+            kept = expire(state, now_ms=now_ms, policy=policy, devices_expire=devices_expire)
         else:
             kept = state
             for _, t in state.devices if devices_expire else ():
@@ -345,9 +343,19 @@ def expire_all(states: dict[str, AccountState], *, now_ms: int, policy: Policy,
 
 
 def _expire_windows(windows: dict[str, Any], *, now_ms: int, policy: Policy) -> dict[str, Any]:
-    kept = {name: ACCOUNT_TRIGGERS[name].expire(w, now_ms=now_ms, policy=policy)
-            for name, w in windows.items()}
-    return {name: w for name, w in kept.items() if w != ACCOUNT_TRIGGERS[name].initial}
+    """`windows` itself when no window changes (most sweeps), else the kept non-empty ones."""
+    kept: dict[str, Any] = {}
+    changed = False
+    for name, window in windows.items():
+        trigger = ACCOUNT_TRIGGERS[name]
+        after = trigger.expire(window, now_ms=now_ms, policy=policy)
+        if after is not window:
+            changed = True
+        if after == trigger.initial:
+            changed = True
+        else:
+            kept[name] = after
+    return kept if changed else windows
 
 
 def is_droppable(state: AccountState) -> bool:

@@ -110,8 +110,9 @@ class Rejected:
     detail: str
 
 
-class _Invalid(Exception):
-    """Internal control flow of the decoder; never escapes `decode`."""
+class InvalidInput(Exception):
+    """Raised by the `DECODERS` functions; `decode` / `decode_object` turn it into
+    `Rejected`, and a caller of a decoder itself (the replay loop) must too."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(code, detail)
@@ -123,39 +124,39 @@ def _id(obj: dict[str, Any], field: str, *, required: bool = True) -> str | None
     value = obj.get(field)
     if value is None:
         if required:
-            raise _Invalid("missing_field", f"{field} is required")
+            raise InvalidInput("missing_field", f"{field} is required")
         return None
     if type(value) is not str:
-        raise _Invalid("wrong_type", f"{field} must be a string, got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"{field} must be a string, got {_json_type(value)}")
     if not value:
-        raise _Invalid("empty_id", f"{field} must not be empty")
+        raise InvalidInput("empty_id", f"{field} must not be empty")
     if len(value) > MAX_ID_CHARS:
-        raise _Invalid("id_too_long", f"{field} is {len(value)} chars, max {MAX_ID_CHARS}")
+        raise InvalidInput("id_too_long", f"{field} is {len(value)} chars, max {MAX_ID_CHARS}")
     return value
 
 
 def _ts(obj: dict[str, Any]) -> int:
     value = obj.get("ts")
     if value is None:
-        raise _Invalid("missing_field", "ts is required")
+        raise InvalidInput("missing_field", "ts is required")
     if type(value) is not int:
-        raise _Invalid("wrong_type", f"ts must be an integer (ms), got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"ts must be an integer (ms), got {_json_type(value)}")
     if value < 0:
-        raise _Invalid("negative_ts", f"ts must be >= 0, got {value}")
+        raise InvalidInput("negative_ts", f"ts must be >= 0, got {value}")
     if value > MAX_TS_MS:
-        raise _Invalid("ts_out_of_range", f"ts {value} is after year 9999")
+        raise InvalidInput("ts_out_of_range", f"ts {value} is after year 9999")
     return value
 
 
 def _enum(obj: dict[str, Any], field: str, allowed: tuple[str, ...]) -> str:
     value = obj.get(field)
     if value is None:
-        raise _Invalid("missing_field", f"{field} is required")
+        raise InvalidInput("missing_field", f"{field} is required")
     if type(value) is not str:
-        raise _Invalid("wrong_type", f"{field} must be a string, got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"{field} must be a string, got {_json_type(value)}")
     if value not in allowed:
         shown = value if len(value) <= 40 else value[:40] + "..."
-        raise _Invalid("invalid_enum", f"{field}={shown!r} is not one of {', '.join(allowed)}")
+        raise InvalidInput("invalid_enum", f"{field}={shown!r} is not one of {', '.join(allowed)}")
     return value
 
 
@@ -164,7 +165,7 @@ def _bool(obj: dict[str, Any], field: str) -> bool | None:
     if value is None:
         return None
     if type(value) is not bool:
-        raise _Invalid("wrong_type", f"{field} must be a boolean, got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"{field} must be a boolean, got {_json_type(value)}")
     return value
 
 
@@ -173,9 +174,9 @@ def _text(obj: dict[str, Any], field: str, max_chars: int) -> str | None:
     if value is None:
         return None
     if type(value) is not str:
-        raise _Invalid("wrong_type", f"{field} must be a string, got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"{field} must be a string, got {_json_type(value)}")
     if len(value) > max_chars:
-        raise _Invalid("text_too_long", f"{field} is {len(value)} chars, max {max_chars}")
+        raise InvalidInput("text_too_long", f"{field} is {len(value)} chars, max {max_chars}")
     return value
 
 
@@ -213,9 +214,9 @@ def _device_signalled(o: dict[str, Any]) -> DeviceSignalled:
     country = o.get("phone_country")
     if country is not None:
         if type(country) is not str:
-            raise _Invalid("wrong_type", f"phone_country must be a string, got {_json_type(country)}")
+            raise InvalidInput("wrong_type", f"phone_country must be a string, got {_json_type(country)}")
         if len(country) != 2 or not ("A" <= country[0] <= "Z" and "A" <= country[1] <= "Z"):
-            raise _Invalid("invalid_value", "phone_country must be ISO 3166 alpha-2, e.g. KR")
+            raise InvalidInput("invalid_value", "phone_country must be ISO 3166 alpha-2, e.g. KR")
     return DeviceSignalled(
         _id(o, "event_id"), _ts(o), _id(o, "account_id"), _id(o, "device_id"),  # type: ignore[arg-type]
         _bool(o, "emulator"), country, _bool(o, "carrier_verified"),
@@ -228,16 +229,16 @@ def _scopes(o: dict[str, Any]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if type(value) is not list:
-        raise _Invalid("wrong_type", f"scopes must be an array, got {_json_type(value)}")
+        raise InvalidInput("wrong_type", f"scopes must be an array, got {_json_type(value)}")
     if len(value) > len(SCOPES):
-        raise _Invalid("list_too_long", f"scopes has {len(value)} items, max {len(SCOPES)}")
+        raise InvalidInput("list_too_long", f"scopes has {len(value)} items, max {len(SCOPES)}")
     if not value:
-        raise _Invalid("invalid_value", "scopes must not be empty")
+        raise InvalidInput("invalid_value", "scopes must not be empty")
     for scope in value:
         if type(scope) is not str or scope not in SCOPES:
-            raise _Invalid("invalid_enum", f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+            raise InvalidInput("invalid_enum", f"scope {scope!r} is not one of {', '.join(SCOPES)}")
     if len(set(value)) != len(value):
-        raise _Invalid("invalid_value", "scopes must not repeat")
+        raise InvalidInput("invalid_value", "scopes must not repeat")
     return tuple(sorted(value))
 
 
@@ -250,13 +251,13 @@ def _moderation_commanded(o: dict[str, Any]) -> ModerationCommanded:
     duration = o.get("duration_ms")
     if duration is not None:
         if type(duration) is not int:
-            raise _Invalid("wrong_type", f"duration_ms must be an integer, got {_json_type(duration)}")
+            raise InvalidInput("wrong_type", f"duration_ms must be an integer, got {_json_type(duration)}")
         if duration < 1:
-            raise _Invalid("invalid_value", "duration_ms must be >= 1")
+            raise InvalidInput("invalid_value", "duration_ms must be >= 1")
     if action == "appeal_decided" and granted is None:
-        raise _Invalid("missing_field", "granted is required for appeal_decided")
+        raise InvalidInput("missing_field", "granted is required for appeal_decided")
     if action == "restrict" and scopes is None:
-        raise _Invalid("missing_field", "scopes is required for restrict")
+        raise InvalidInput("missing_field", "scopes is required for restrict")
     return ModerationCommanded(
         command_id, ts, account_id, actor, action, granted, scopes, duration,  # type: ignore[arg-type]
         _text(o, "note", MAX_NOTE_CHARS),
@@ -366,7 +367,7 @@ def decode_object(topic: str, obj: object) -> Event | Rejected:
         return Rejected("not_object", f"message must be a JSON object, got {_json_type(obj)}")
     try:
         return decoder(obj)
-    except _Invalid as invalid:
+    except InvalidInput as invalid:
         return Rejected(invalid.code, invalid.detail)
 
 

@@ -121,6 +121,9 @@ def _window(state: State, end_ms: int, window_ms: int) -> State:
 
 def _score(members: State) -> tuple[float, list[CountedReport]]:
     """Sum of each device group's highest weight; the reports that carry it."""
+    devices = [device for report in members for device in report.devices]
+    if len(set(devices)) == len(devices):  # no device shared: every report is its own group
+        return sum(r.weight for r in members), list(members)  # (what the loops below give)
     parent = list(range(len(members)))
 
     def find(i: int) -> int:

@@ -12,9 +12,9 @@ from detectors.events import (
     MAX_TS_MS,
     TOPICS,
     FriendAdded,
+    InvalidInput,
     ModerationCommanded,
     Rejected,
-    _Invalid,
     decode,
     key_of,
 )
@@ -132,7 +132,7 @@ def test_arbitrary_json_objects_decode_to_an_event_or_a_rejection(topic, obj):
 def _outcome(decoder, obj):
     try:
         return decoder(obj)
-    except _Invalid as invalid:
+    except InvalidInput as invalid:
         return ("invalid", invalid.code, invalid.detail)
 
 
