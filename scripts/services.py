@@ -329,9 +329,12 @@ def _format_kafka(config: Path, run_dir: Path = KAFKA_RUN) -> None:
     if (run_dir / "data" / "meta.properties").exists():
         return
     started = time.monotonic()
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: a leading '-' reads as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     _run(
-        _java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+        _java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                  "-c", str(config)),
         "formatting Kafka storage",
         stdin=subprocess.DEVNULL,
     )
