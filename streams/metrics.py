@@ -6,6 +6,8 @@ these and Faust's own Prometheus sensors, served together on `/metrics`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from detectors.decisions import Decision
@@ -18,6 +20,7 @@ class Metrics:
         self.registry = registry
         self.events = Counter("warden_events_total", "Input events consumed", ["topic"],
                               registry=registry)
+        self._events_by_topic: dict[str, Any] = {}
         self.invalid = Counter("warden_invalid_events_total",
                                "Inputs sent to dead-letters, by topic and error code",
                                ["topic", "error"], registry=registry)
@@ -68,6 +71,14 @@ class Metrics:
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)
+
+    def event_in(self, topic: str) -> None:
+        """`warden_events_total{topic}` + 1, with the labelled child looked up once per topic
+        (prometheus-client's `labels()` was 2% of the account stage's time, once per input)."""
+        child = self._events_by_topic.get(topic)
+        if child is None:
+            child = self._events_by_topic[topic] = self.events.labels(topic)
+        child.inc()
 
     def decided(self, decision: Decision) -> None:
         for trigger in decision.triggers or ("none",):

@@ -337,7 +337,7 @@ class _Work:
         self.arrivals += 1
         topic = self.stage.names.canonical(rec.topic)
         if topic in INPUT_TOPICS_SET:
-            self.stage.metrics.events.labels(topic).inc()
+            self.stage.metrics.event_in(topic)
             event = decode(topic, rec.value or b"")
             if isinstance(event, Rejected):
                 return (-1, self.arrivals, rec, event)
