@@ -21,6 +21,9 @@
    changed, once its group has committed every input, both inboxes and account-decisions
    (zero lag: every decision is on the log and applied to Redis). A stage that reaches
    `--cap-s` is stopped and reported as partial: events handled by then over time elapsed.
+   For D that is `warden_inputs_settled_total` (applied with their cross-key replies,
+   ignored as duplicates, or dead-lettered), not events consumed: without back-pressure
+   a worker read a backlog far ahead of the replies its inputs were waiting for.
 3. Latency at `--rate` for `--latency-seconds`, and idle memory (bench/perf_latency.py).
 4. With `--scaling`: the same workload on 2x partitions, two workers in one group (D2).
 5. Prints a plain table and writes the JSON; stops every process it started, deletes its
@@ -158,9 +161,9 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     started = time.monotonic()
     first = last_apply = None
     applied = done = -1.0
-    events = decisions = events0 = 0.0
+    events = decisions = events0 = settled = settled0 = 0.0
     rss0: list[int] = []
-    timeline: list[tuple[float, int]] = []  # (s since the first event, events since then)
+    timeline: list[tuple[float, int]] = []  # (s since the first event, inputs settled since)
     profiler: subprocess.Popen[bytes] | None = None
     partial = False
     crashed: str | None = None
@@ -172,12 +175,13 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                 metrics = [w.metrics() for w in ws]
                 if all(metrics):  # a worker that is not answering keeps its last numbers
                     events = sum(m.get("warden_events_total", 0.0) for m in metrics)
+                    settled = sum(m.get("warden_inputs_settled_total", 0.0) for m in metrics)
                     decisions = sum(m.get("warden_decisions_total", 0.0) for m in metrics)
                     done = sum(m.get("warden_projection_applied_total", 0.0) for m in metrics)
                 else:
                     done = applied
                 if first is None and events > 0:
-                    first, events0 = now, events
+                    first, events0, settled0 = now, events, settled
                     rss0 = [rss_bytes(w.pid) or 0 for w in ws]
                 if (profile_s > 0 and profiler is None and first is not None
                         and now - first >= run.args.profile_at_s):
@@ -185,7 +189,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                 if done != applied:
                     applied, last_apply = done, now
                 if first is not None and (not timeline or now - first - timeline[-1][0] >= 5):
-                    timeline.append((round(now - first, 1), int(events - events0)))
+                    timeline.append((round(now - first, 1), int(settled - settled0)))
                 if first is not None and events >= total and now >= next_lag:
                     next_lag = now + 1.0
                     if await lag.behind() == 0:
@@ -212,7 +216,12 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     assert first is not None and last_apply is not None
     end = time.monotonic() if partial else last_apply
     note = f"{int(decisions):,} decisions, {int(applied):,} applied to Redis"
-    result = stage(int(events - events0), end - first, partial=partial, note=note)
+    # A capped run counts settled inputs (applied with their cross-key replies, or ignored,
+    # or dead-lettered), not consumed ones: a stage can read far ahead of what it has done.
+    handled = settled - settled0 if partial else events - events0
+    if partial:
+        note += f"; {int(events - events0):,} consumed"
+    result = stage(int(handled), end - first, partial=partial, note=note)
     result["rss_start"], result["rss_end"] = sum(rss0), sum(rss1)
     result["env"] = dict(run.extra_env)
     result["timeline"] = timeline

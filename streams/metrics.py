@@ -65,6 +65,9 @@ class Metrics:
         self.paused = Gauge("warden_inputs_paused",
                             "1 while a partition's input topics are paused for their replies "
                             "to catch up (WARDEN_MAX_IN_FLIGHT)", ["partition"], registry=registry)
+        self.settled = Counter("warden_inputs_settled_total",
+                               "Inputs fully handled: applied (with their cross-key reply), "
+                               "ignored as duplicates or dead-lettered", registry=registry)
         self.pauses = Counter("warden_input_pauses_total",
                               "Times a partition's input topics were paused for their replies",
                               registry=registry)

@@ -356,6 +356,8 @@ class _Work:
         stage, metrics = self.stage, self.stage.metrics
         if isinstance(item, Rejected):
             self.reject(rec, item)
+            if stage.names.canonical(rec.topic) in INPUT_TOPICS_SET:
+                metrics.settled.inc()
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, INPUT_TYPES):
@@ -367,6 +369,7 @@ class _Work:
                 self.deliver(rec, key_of(item), item)
             else:
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
+                metrics.settled.inc()
             # handled only now: lifts its backlog was holding back may fire
             stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
             stage.progress_wall[topic_partition] = stage.wall_ms()
@@ -408,6 +411,8 @@ class _Work:
             partition = self.partition_for(rec, account_id.encode())
             in_flight = self.stage.in_flight
             in_flight[partition] = in_flight.get(partition, 0) + 1
+        elif rec is not None:  # an input (not a lift) applied now, with nothing to wait for
+            self.stage.metrics.settled.inc()
         self.handle(rec, account_id, item)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
@@ -426,6 +431,7 @@ class _Work:
         while pending.flight and pending.flight[0][1] is not None:
             ready = pending.flight.pop(0)[1]
             self.handle(rec, msg.account_id, ready)
+            stage.metrics.settled.inc()  # the input that sent the request
         while pending.parked and not pending.flight:
             parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
             self.send_off(parked_rec, msg.account_id, item)
