@@ -151,6 +151,23 @@ def apply_signals(state: AccountState, account_id: str, signals: tuple[Signal, .
     return _commit(state, account_id, decisions, signals, policy)
 
 
+def absorb_signals(state: AccountState, account_id: str, signals: tuple[Signal, ...],
+                   policy: Policy) -> AccountState | None:
+    """`apply_signals(...).state` when its outcome is that state alone (no decision, nothing
+    to send): a restricted account's signals that are absorbed (SPEC "Restriction
+    lifecycle"), noted on the restriction. Else None."""
+    life = state.lifecycle
+    if life.restriction is None or lifecycle.decide_signals(life, signals, account_id=account_id,
+                                                            policy=policy):
+        return None
+    noted, fresh = lifecycle.note_signals(life, signals)
+    if fresh:
+        return None  # newly upheld reports are judged: messages to send
+    if noted is life:
+        return state
+    return account_state(noted, state.windows, state.reporter, state.devices)
+
+
 def _commit(state: AccountState, account_id: str, decisions: Iterable[Decision],
             signals: tuple[Signal, ...], policy: Policy) -> Outcome:
     """Fold decisions in, then derive the feedback other keys need."""

@@ -24,6 +24,7 @@ from detectors.messages import (
     ReportsJudged,
     ReportWeighed,
     Signal,
+    evidence_of,
 )
 from detectors.policy import Lifecycle, Restriction
 from detectors.reporters import ReporterRecord
@@ -60,7 +61,7 @@ def decode_message(raw: bytes) -> Message:
 
 
 def _signals_out(signals: tuple[Signal, ...]) -> list[list[Any]]:
-    return [[s.trigger, s.ts, s.event_id, s.scopes, s.evidence, s.fires, s.upheld, s.taints]
+    return [[s.trigger, s.ts, s.event_id, s.scopes, evidence_of(s), s.fires, s.upheld, s.taints]
             for s in signals]
 
 

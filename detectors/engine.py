@@ -34,6 +34,7 @@ _DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
 _NO_DEVICE = DeviceState()
 _EMPTY_ACCOUNT = account.EMPTY
 run_triggers, stateless_signals = account.run_triggers, account.stateless_signals
+absorb_signals = account.absorb_signals
 DUPLICATE = Rejected("duplicate", "event_id already seen within the dedupe horizon")
 
 
@@ -157,7 +158,10 @@ class Engine:
         `account.note_device_use` takes its first branch) and the account is
         the only one on it with its current status (so `device.record`
         re-records it alone), the use moves nothing but the two last-use
-        times: noted in `_uses`. Otherwise, on a device no other account used,
+        times: noted in `_uses`. The same holds when a restricted account's
+        signals are absorbed (`account.absorb_signals`: no decision, nothing
+        to send; only the restriction's last signal moves, which no device
+        records), as during a burst that goes on. Otherwise, on a device no other account used,
         the device stage would answer its `AccountOnDevice` with a
         `DeviceChecked` carrying just the account-stage signals (device triggers
         only look at other accounts), first in an empty queue; so both states
@@ -175,17 +179,21 @@ class Engine:
                 return None
             before = self._accounts.get(key, _EMPTY_ACCOUNT)
             state, signals = run_triggers(before, event, now_ms=now, policy=policy)
-            if not signals:  # (`pending` is as fetched above: run_triggers is pure)
+            # (`pending` is as fetched above: run_triggers is pure.) Signals a restricted
+            # account absorbs only note themselves on its lifecycle: still a quiet use.
+            if not signals or state.lifecycle.restriction is not None:
                 uses, ts = self._uses, event.ts  # type: ignore[union-attr]
                 # A pending use of the device by this account means the checks held then, and
                 # nothing they read has changed since (see `_fold_uses`): the same answer.
                 if pending[0] == key if pending is not None \
                         else self._only_times_move(state, key, device_id):
-                    if state is not before:
-                        self._accounts[key] = state
-                    if pending is None or pending[1] < ts:
-                        uses[device_id] = (key, ts)
-                    return None
+                    quiet = absorb_signals(state, key, signals, policy) if signals else state
+                    if quiet is not None:
+                        if quiet is not before:
+                            self._accounts[key] = quiet
+                        if pending is None or pending[1] < ts:
+                            uses[device_id] = (key, ts)
+                        return None
             self._accounts[key] = state
             self._fold_account_uses(key)
             self._fold_uses(device_id)

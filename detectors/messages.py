@@ -11,8 +11,22 @@ de-duplicated exactly like an input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Evidence built only when a decision cites it (`evidence_of`): `build(*args)`.
+
+    Most report_flood signals are absorbed by a restriction or fire nothing on
+    a clear account, and their evidence dict was most of a report's cost.
+    `build` must be pure, so the dict is the same whenever it is built.
+    """
+
+    build: Callable[..., dict[str, Any]]
+    args: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +42,16 @@ class Signal:
     ts: int
     event_id: str
     scopes: tuple[str, ...]
-    evidence: dict[str, Any]
+    evidence: dict[str, Any] | Deferred
     fires: bool = True
     upheld: tuple[tuple[str, str], ...] = ()  # (reporter_id, report event_id)
     taints: bool = False
+
+
+def evidence_of(signal: Signal) -> dict[str, Any]:
+    """The signal's evidence as a dict, built now if it was deferred."""
+    evidence = signal.evidence
+    return evidence.build(*evidence.args) if type(evidence) is Deferred else evidence  # type: ignore[return-value, union-attr]
 
 
 # --- account (reporter role) <- account (reported role) -------------------

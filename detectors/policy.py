@@ -36,7 +36,7 @@ from typing import Any
 from detectors.config import Policy
 from detectors.decisions import Decision
 from detectors.events import ModerationCommanded, Rejected
-from detectors.messages import Signal
+from detectors.messages import Signal, evidence_of
 
 OVERTURNING = ("appeal_granted", "false_positive")
 REPORT_BAN_TRIGGER = "reporter_penalty"
@@ -290,4 +290,4 @@ def _names(signals: Sequence[Signal]) -> tuple[str, ...]:
 
 
 def _evidence(signals: Sequence[Signal]) -> dict[str, Any]:
-    return {s.trigger: s.evidence for s in sorted(signals, key=lambda s: s.trigger)}
+    return {s.trigger: evidence_of(s) for s in sorted(signals, key=lambda s: s.trigger)}

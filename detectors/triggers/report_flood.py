@@ -15,7 +15,7 @@ from bisect import insort
 from typing import Any, NamedTuple
 
 from detectors.config import Policy
-from detectors.messages import ReportWeighed, Signal
+from detectors.messages import Deferred, ReportWeighed, Signal
 
 name = "report_flood"
 consumes = ReportWeighed
@@ -63,15 +63,16 @@ def step(
     insort(entries, entry)
     state = tuple(entries)
     members, score, representatives = _densest(state, report.ts, p.window_ms)
+    # The evidence dict is built only if a decision cites it (most signals are absorbed).
+    evidence = Deferred(_evidence, (members, representatives, score, p.threshold, p.window_ms,
+                                    p.taint_reasons))
     if score + EPSILON >= p.threshold:
-        evidence = _evidence(members, representatives, score, p.threshold, p.window_ms, p.taint_reasons)
         upheld = tuple((r.reporter_id, r.event_id) for r in representatives)
         signal = Signal(name, report.ts, report.event_id, p.scopes, evidence, True, upheld,
-                        evidence["taints"])
+                        _taints(_by_reason(representatives), score, p.taint_reasons))
         return state, (signal,)
     if entry in representatives \
             and score > _score(_window(previous, report.ts, p.window_ms))[0] + EPSILON:
-        evidence = _evidence(members, representatives, score, p.threshold, p.window_ms, p.taint_reasons)
         signal = Signal(name, report.ts, report.event_id, (), evidence, False,
                         ((entry.reporter_id, entry.event_id),), False)
         return state, (signal,)
@@ -152,10 +153,7 @@ def _score(members: State) -> tuple[float, list[CountedReport]]:
 
 def _evidence(members: State, representatives: list[CountedReport], score: float,
               threshold: float, window_ms: int, taint_reasons: tuple[str, ...]) -> dict[str, Any]:
-    by_reason: dict[str, float] = {}
-    for r in representatives:
-        by_reason[r.reason] = by_reason.get(r.reason, 0.0) + r.weight
-    tainting = sum(w for reason, w in by_reason.items() if reason in taint_reasons)
+    by_reason = _by_reason(representatives)
     return {
         "score": round(score, 6),
         "threshold": threshold,
@@ -163,7 +161,7 @@ def _evidence(members: State, representatives: list[CountedReport], score: float
         "count": len(members),
         "reporter_groups": len(representatives),
         "weighted_reasons": {k: round(v, 6) for k, v in sorted(by_reason.items())},
-        "taints": tainting * 2 > score + EPSILON,
+        "taints": _taints(by_reason, score, taint_reasons),
         "contributions": [
             {"reporter_id": r.reporter_id, "weight": round(r.weight, 6), "reason": r.reason,
              "event_id": r.event_id}
@@ -171,3 +169,16 @@ def _evidence(members: State, representatives: list[CountedReport], score: float
         ],
         "sample_event_ids": [r.event_id for r in members[:5]],
     }
+
+
+def _by_reason(representatives: list[CountedReport]) -> dict[str, float]:
+    by_reason: dict[str, float] = {}
+    for r in representatives:
+        by_reason[r.reason] = by_reason.get(r.reason, 0.0) + r.weight
+    return by_reason
+
+
+def _taints(by_reason: dict[str, float], score: float, taint_reasons: tuple[str, ...]) -> bool:
+    """Mostly spam-ish weight: a restriction that taints the account's devices (SPEC)."""
+    tainting = sum(w for reason, w in by_reason.items() if reason in taint_reasons)
+    return tainting * 2 > score + EPSILON

@@ -17,10 +17,12 @@ import pytest
 
 from detectors import account, device
 from detectors import engine as engine_module
+from detectors import policy as policy_module
 from detectors.config import DEFAULT_POLICY
 from detectors.decisions import Decision
 from detectors.engine import DUPLICATE, Engine
 from detectors.events import Event, Rejected, decode_object
+from detectors.messages import Signal
 from streams import simulate
 
 
@@ -199,3 +201,86 @@ def test_stateless_signals_are_run_triggers_signals_whatever_the_state(flags):
     friend = decode_object("friend-adds", {"event_id": "e2", "ts": 5, "account_id": "a",
                                            "friend_id": "b"})
     assert account.stateless_signals(friend, now_ms=5, policy=DEFAULT_POLICY) is None
+
+
+def bursting_on_own_device(*, adds: int, step_ms: int, extra: list[tuple[str, object]]
+                           ) -> list[tuple[str, object]]:
+    """One account adding a new friend every `step_ms` from its own device: restricted at the
+    30th add, then signalling on every add (absorbed, or extended once lift_at moves 1 h)."""
+    ts = 1_767_225_600_000
+    out: list[tuple[str, object]] = [
+        ("friend-adds", {"event_id": f"e{i}", "ts": ts + i * step_ms, "account_id": "m",
+                         "friend_id": f"f{i}", "device_id": "dm"}) for i in range(adds)]
+    for at, item in extra:
+        out.insert(at, item)  # type: ignore[arg-type]
+    return out
+
+
+@pytest.mark.parametrize(("adds", "step_ms", "extra"), [
+    (120, 1_000, []),  # absorbed adds, pending use after pending use
+    (400, 20_000, []),  # lift_at moves an hour every 180 adds: extended, then absorbed again
+    (90, 1_000, [(60, ("device-signals", {  # an absorbed stateless signal on the same device
+        "event_id": "s1", "ts": 1_767_225_660_000, "account_id": "m", "device_id": "dm",
+        "emulator": True}))]),
+    (90, 1_000, [(60, ("device-signals", {  # the scopes grow: extended, not absorbed
+        "event_id": "s1", "ts": 1_767_225_660_000, "account_id": "m", "device_id": "dm",
+        "virtual_number": True}))]),
+    (90, 1_000, [(50, ("friend-adds", {  # another account joins the device: round trip again
+        "event_id": "o1", "ts": 1_767_225_650_000, "account_id": "o", "friend_id": "x",
+        "device_id": "dm"}))]),
+    (90, 1_000, [(50, ("moderation-commands", {  # status change mid-burst
+        "command_id": "c1", "ts": 1_767_225_650_000, "account_id": "m", "actor": "op",
+        "action": "restrict", "scopes": ["report"]}))]),
+])
+def test_absorbed_signals_on_a_sole_device_decide_and_store_what_the_stage_path_does(
+        adds, step_ms, extra):
+    inputs = bursting_on_own_device(adds=adds, step_ms=step_ms, extra=extra)
+    fast, reference = Engine(), Reference()
+    assert run(fast, inputs) == run(reference, inputs)
+    assert fast._uses.get("dm", ("",))[0] in ("m", "")  # (a pending use is only ever m's)
+    assert same_state(fast, reference)
+    until = inputs[-1][1]["ts"] + 400 * 86_400_000  # type: ignore[index]
+    assert decided(fast, until) == decided(reference, until)
+    assert same_state(fast, reference)
+
+
+def test_an_absorbed_burst_is_a_quiet_use_written_behind():
+    inputs = bursting_on_own_device(adds=60, step_ms=1_000, extra=[])
+    engine = Engine()
+    assert sum(b'"restricted"' in line for line in run(engine, inputs)) == 1
+    last = inputs[-1][1]
+    assert engine._uses["dm"] == ("m", last["ts"])  # type: ignore[index]
+    r = engine.accounts["m"].lifecycle.restriction
+    assert r is not None and r.last_signal_at == last["ts"]  # type: ignore[index]
+
+
+SIGNALS = {
+    "friend": Signal("friend_add_burst", 2_000, "e2", ("add_friend",), {"count": 31}),
+    "scope-growing": Signal("virtual_number", 2_000, "e2", ("join_open_chat",), {}),
+    "late": Signal("friend_add_burst", 500, "e0", ("add_friend",), {"count": 31}),
+    "upholding": Signal("report_flood", 2_000, "r2", (), {}, False,
+                                (("rep", "r2"),)),
+    "known-upheld": Signal("report_flood", 2_000, "r1", (), {}, False,
+                                   (("rep", "r1"),)),
+    "moving-lift": Signal("friend_add_burst", 4_000_000, "e9", ("add_friend",), {}),
+}
+
+
+@pytest.mark.parametrize("restriction", [
+    None,
+    policy_module.Restriction(1_000, 1, ("add_friend",), ("friend_add_burst",),
+                              1_000 + 14 * 86_400_000, 1_000, upheld=(("rep", "r1"),)),
+    policy_module.Restriction(1_000, 4, ("add_friend",), ("friend_add_burst",), None, 1_000),
+])
+@pytest.mark.parametrize("names", [("friend",), ("scope-growing",), ("late",), ("upholding",),
+                                   ("known-upheld",), ("moving-lift",), ("friend", "late")])
+def test_absorb_signals_is_apply_signals_when_it_answers(restriction, names):
+    state = account.AccountState(policy_module.Lifecycle(3, restriction),
+                                 devices=(("d", 1_000),))
+    signals = tuple(SIGNALS[n] for n in names)
+    absorbed = account.absorb_signals(state, "a", signals, DEFAULT_POLICY)
+    outcome = account.apply_signals(state, "a", signals, DEFAULT_POLICY)
+    if absorbed is None:
+        assert outcome.decisions or outcome.outbox or restriction is None
+    else:
+        assert outcome == account.Outcome(absorbed)
