@@ -29,7 +29,12 @@ from detectors.device import DeviceState
 from detectors.events import DeviceSignalled, Event, FriendAdded, Rejected, RoomCreated
 from detectors.messages import AccountOnDevice, LiftDue, Message
 
+# The sweep visits every account, so it runs after SWEEP_EVERY inputs or SWEEP_PER_ACCOUNT
+# inputs per tracked account, whichever is later: amortized, a bounded number of account
+# visits per input however many accounts there are (state stays bounded: what can expire
+# waits at most that many more inputs).
 SWEEP_EVERY = 1 << 16
+SWEEP_PER_ACCOUNT = 4
 _DEVICE_USES = (FriendAdded, RoomCreated, DeviceSignalled)
 _NO_DEVICE = DeviceState()
 _EMPTY_ACCOUNT = account.EMPTY
@@ -97,6 +102,7 @@ class Engine:
         self._lifts: list[tuple[int, str]] = []
         self._queue: deque[Message | Event] = deque()
         self._handled = 0
+        self._next_sweep = SWEEP_EVERY
         self._earliest_ms: int | None = None  # lowest input ts: no stored use time is older
 
     @property
@@ -146,8 +152,10 @@ class Engine:
         if lifts and lifts[0][0] <= clock:
             out.extend(self.advance(clock))
         self._handled += 1
-        if self._handled % SWEEP_EVERY == 0:
+        if self._handled >= self._next_sweep:
             self.sweep()
+            self._next_sweep = self._handled + max(SWEEP_EVERY,
+                                                   SWEEP_PER_ACCOUNT * len(self._accounts))
         return rejected
 
     def _input(self, event: Event, now: int, out: list[Decision]) -> Rejected | None:

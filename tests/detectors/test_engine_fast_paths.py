@@ -168,6 +168,7 @@ def test_fast_paths_decide_and_store_exactly_what_the_stage_path_does(name, monk
     make, seed, accounts, events = WORKLOADS[name]
     inputs = make(seed, accounts=accounts, events=events)
     monkeypatch.setattr(engine_module, "SWEEP_EVERY", 97 + seed * 13)  # sweeps mid-run, often
+    monkeypatch.setattr(engine_module, "SWEEP_PER_ACCOUNT", 0)  # on the Reference's cadence
     until = max(v["ts"] for _, v in inputs if type(v["ts"]) is int) + 400 * 86_400_000  # type: ignore[index]
     half = len(inputs) // 2
     fast, reference = Engine(), Reference()
@@ -284,3 +285,26 @@ def test_absorb_signals_is_apply_signals_when_it_answers(restriction, names):
         assert outcome.decisions or outcome.outbox or restriction is None
     else:
         assert outcome == account.Outcome(absorbed)
+
+
+def test_sweeps_are_amortized_over_the_tracked_accounts(monkeypatch):
+    """The sweep visits every account, so the next one waits max(SWEEP_EVERY,
+    SWEEP_PER_ACCOUNT x accounts) inputs: a bounded number of visits per input."""
+    monkeypatch.setattr(engine_module, "SWEEP_EVERY", 10)
+    monkeypatch.setattr(engine_module, "SWEEP_PER_ACCOUNT", 4)
+    engine = Engine()
+    sweeps: list[tuple[int, int]] = []
+    sweep = engine.sweep
+
+    def counted() -> None:
+        sweep()
+        sweeps.append((engine._handled, len(engine._accounts)))
+
+    monkeypatch.setattr(engine, "sweep", counted)
+    t0 = 1767225600000
+    run(engine, [("friend-adds", {"event_id": f"e{i}", "ts": t0 + i, "account_id": f"a{i % 50}",
+                                  "friend_id": f"f{i}"}) for i in range(2000)])
+    assert sweeps[0][0] == 10
+    for (at, accounts), (after, _) in zip(sweeps, sweeps[1:]):
+        assert after - at == max(10, 4 * accounts)
+    assert len(sweeps) < 2000 / (4 * 50) + 3
