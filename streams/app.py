@@ -210,16 +210,16 @@ class Warden:
         for partition in self._assigned_account_partitions():
             count = stage.in_flight.get(partition, 0)
             metrics.in_flight.labels(str(partition)).set(count)
-            tps = [TP(topic, partition) for topic in self.settings.topics.inputs]
+            inputs = self.settings.topics.inputs
             if partition not in self.paused and count >= high:
                 self.paused.add(partition)
                 metrics.paused.labels(str(partition)).set(1)
                 metrics.pauses.inc()
-                await consumer.hold_back(tps)
+                await consumer.hold_back([TP(topic, partition) for topic in inputs])
             elif partition in self.paused and count <= high // 2:
                 self.paused.discard(partition)
                 metrics.paused.labels(str(partition)).set(0)
-                consumer.resume_partitions(tps)
+                consumer.resume_partitions([TP(topic, partition) for topic in inputs])
 
     @property
     def recovered(self) -> bool:

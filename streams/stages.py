@@ -331,6 +331,7 @@ class _Work:
         self.dirty: dict[bytes, int] = {}
         self.clocks: dict[int, int] = {}
         self.arrivals = 0
+        self.replied: set[int] = set()  # partitions that had a cross-key reply this batch
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
@@ -355,9 +356,8 @@ class _Work:
     def apply(self, rec: Record, item: object) -> None:
         stage, metrics = self.stage, self.stage.metrics
         if isinstance(item, Rejected):
-            self.reject(rec, item)
-            if stage.names.canonical(rec.topic) in INPUT_TOPICS_SET:
-                metrics.settled.inc()
+            self.reject(rec, item)  # only inputs are rejected by `parse`
+            metrics.settled.inc()
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, INPUT_TYPES):
@@ -425,9 +425,7 @@ class _Work:
         self.dirty[key] = rec.partition
         stage = self.stage
         stage.in_flight[rec.partition] = max(0, stage.in_flight.get(rec.partition, 0) - 1)
-        now = stage.wall_ms()
-        for topic in stage.names.inputs:  # a paused partition making progress is not stalled
-            stage.progress_wall[(topic, rec.partition)] = now
+        self.replied.add(rec.partition)
         while pending.flight and pending.flight[0][1] is not None:
             ready = pending.flight.pop(0)[1]
             self.handle(rec, msg.account_id, ready)
@@ -575,6 +573,11 @@ class _Work:
 
     def finish(self) -> None:
         stage = self.stage
+        if self.replied:  # a partition paused for its replies and getting them is not stalled
+            now = stage.wall_ms()
+            for partition in self.replied:
+                for topic in stage.names.inputs:
+                    stage.progress_wall[(topic, partition)] = now
         for key, partition in self.dirty.items():
             self.batch.writes[("accounts", key)] = (partition, self.records[key].encode())
         for partition, clock in self.clocks.items():
