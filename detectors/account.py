@@ -223,7 +223,8 @@ def _status_to_devices(state: AccountState, account_id: str, d: Decision,
     restricted, level, scopes, tainted_at = status(state)
     return [
         AccountOnDevice(f"{d.decision_id}>status>{device_id}", at, device_id, account_id, False,
-                        restricted, level, scopes, tainted_at, d.decision_id)
+                        restricted, level, scopes, tainted_at, d.decision_id, (),
+                        state.lifecycle.seq)
         for device_id, _ in state.devices
     ]
 
@@ -259,7 +260,7 @@ def device_use(state: AccountState, event: FriendAdded | RoomCreated | DeviceSig
     restricted, level, scopes, tainted_at = status(state)
     return AccountOnDevice(f"{event.event_id}>used", event.ts, event.device_id,  # type: ignore[arg-type]
                            event.account_id, True, restricted, level, scopes, tainted_at,
-                           event.event_id, signals)
+                           event.event_id, signals, state.lifecycle.seq)
 
 
 def _weigh(state: AccountState, report: ReportFiled) -> ReportWeighed:

@@ -142,12 +142,13 @@ _WINDOW_DECODERS = {
 
 def encode_device(state: DeviceState) -> bytes:
     return orjson.dumps([
-        [a.account_id, a.last_used_at, a.restricted, a.level, a.scopes, a.tainted_at]
+        [a.account_id, a.last_used_at, a.restricted, a.level, a.scopes, a.tainted_at, a.seq]
         for a in state.accounts
     ])
 
 
 def decode_device(raw: bytes) -> DeviceState:
     return DeviceState(tuple(
-        DeviceAccount(a[0], a[1], a[2], a[3], tuple(a[4]), a[5]) for a in orjson.loads(raw)
+        DeviceAccount(a[0], a[1], a[2], a[3], tuple(a[4]), a[5], a[6] if len(a) > 6 else 0)
+        for a in orjson.loads(raw)
     ))

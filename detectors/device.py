@@ -26,12 +26,15 @@ class DeviceAccount:
     level: int
     scopes: tuple[str, ...]
     tainted_at: int | None
+    seq: int  # the account's decision count the status fields reflect
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     accounts: tuple[DeviceAccount, ...] = ()  # oldest use first, capped
 
+
+NOT_USED = -1  # last_used_at of an account whose status came before its first use
 
 # DeviceAccount(...) and DeviceState(...) with every field, for the per-use hot path.
 device_account = constructor(DeviceAccount)
@@ -43,7 +46,7 @@ def handle(
 ) -> tuple[DeviceState, tuple[DeviceChecked | DeviceMatched, ...]]:
     """Record the use or status change; answer a use with every signal of its event."""
     new_state, others = record(state, msg.account_id, msg.ts, msg.used, msg.restricted, msg.level,
-                               msg.scopes, msg.tainted_at, policy=policy)
+                               msg.scopes, msg.tainted_at, policy=policy, seq=msg.seq)
     if not msg.used:
         return new_state, ()  # a status change (ignored if the device forgot the account)
     signals = msg.pending
@@ -60,11 +63,15 @@ def handle(
 
 def record(state: DeviceState, account_id: str, ts: int, used: bool, restricted: bool, level: int,
            scopes: tuple[str, ...], tainted_at: int | None, *,
-           policy: Policy) -> tuple[DeviceState, tuple[DeviceAccount, ...]]:
-    """The state after an account's use (`used`) or status change, and the *other* accounts.
+           policy: Policy, seq: int = 0) -> tuple[DeviceState, tuple[DeviceAccount, ...]]:
+    """The state after an account's use (`used`) or status change, and the *other* accounts
+    that used the device.
 
-    Accounts stay ordered by (last use, account_id), capped; an account the
-    device has not seen is recorded only on a use.
+    Accounts stay ordered by (last use, account_id), capped. The newest status (by the
+    account's decision count `seq`) wins, whatever order uses and status changes come in. A
+    restriction or taint of an account with no use of the device yet is kept as `NOT_USED`,
+    apart from the accounts on it: live, the use it precedes in event time can still be on
+    its way, with the status from before (streams/stages.py pipelines uses).
     """
     accounts = state.accounts
     if len(accounts) == 1 and accounts[0].account_id == account_id:
@@ -74,16 +81,27 @@ def record(state: DeviceState, account_id: str, ts: int, used: bool, restricted:
         others = tuple(a for a in accounts if a.account_id != account_id)
         previous = next((a for a in accounts if a.account_id == account_id), None)
     if previous is None:
-        if not used:
-            return state, others
-        last_used = ts
+        if not used and not restricted and tainted_at is None:
+            return state, _used(others)
+        last_used = ts if used else NOT_USED
     else:
         last_used = max(ts, previous.last_used_at) if used else previous.last_used_at
-    me = device_account(account_id, last_used, restricted, level, scopes, tainted_at)
+        if seq < previous.seq:
+            restricted, level, scopes, tainted_at, seq = (
+                previous.restricted, previous.level, previous.scopes, previous.tainted_at,
+                previous.seq)
+    me = device_account(account_id, last_used, restricted, level, scopes, tainted_at, seq)
     if others:
         kept = sorted((*others, me), key=_use_order)[-policy.state.max_accounts_per_device:]
-        return device_state(tuple(kept)), others
+        return device_state(tuple(kept)), _used(others)
     return device_state((me,)), others
+
+
+def _used(accounts: tuple[DeviceAccount, ...]) -> tuple[DeviceAccount, ...]:
+    """The accounts that used the device (device triggers look at no others)."""
+    if accounts and accounts[0].last_used_at == NOT_USED:  # (sorted by last use: first)
+        return tuple(a for a in accounts if a.last_used_at != NOT_USED)
+    return accounts
 
 
 def _use_order(a: DeviceAccount) -> tuple[int, str]:

@@ -210,7 +210,7 @@ class Engine:
             restricted, level, scopes, tainted_at = account.status(state)
             dstate, others = device.record(
                 self._devices.get(device_id, _NO_DEVICE), key, event.ts, True, restricted, level,
-                scopes, tainted_at, policy=policy)
+                scopes, tainted_at, policy=policy, seq=state.lifecycle.seq)
             if others:
                 self._queue.append(account.device_use(state, event, signals))  # type: ignore[arg-type]
                 return self._drain(out)
@@ -233,8 +233,8 @@ class Engine:
         if dstate is None or len(dstate.accounts) != 1:
             return False
         a = dstate.accounts[0]
-        return a.account_id == key and (a.restricted, a.level, a.scopes, a.tainted_at) \
-            == account.status(state)
+        return a.account_id == key and a.seq == state.lifecycle.seq \
+            and (a.restricted, a.level, a.scopes, a.tainted_at) == account.status(state)
 
     def _fold_uses(self, device_id: str) -> None:
         """Write a device's pending last use into its state and its only account's.
@@ -253,7 +253,7 @@ class Engine:
         a = dstate.accounts[0]
         if a.last_used_at < ts:
             self._devices[device_id] = device.device_state((device.device_account(
-                a.account_id, ts, a.restricted, a.level, a.scopes, a.tainted_at),))
+                a.account_id, ts, a.restricted, a.level, a.scopes, a.tainted_at, a.seq),))
         state = self._accounts[a.account_id]
         devices = state.devices
         if devices[-1][1] < ts:

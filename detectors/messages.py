@@ -131,6 +131,10 @@ class AccountOnDevice:
     tainted_at: int | None
     event_id: str
     pending: tuple[Signal, ...] = ()
+    # the account's decision count this status reflects: live, a use can be sent while an older
+    # input still awaits the reply that restricts the account (streams/stages.py pipelines
+    # them), and the device stage keeps the newest status, not the last one to arrive
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,15 +80,18 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
-            highwater=self._highwater, align_ms=s.align_ms)
+            highwater=self._highwater, align_ms=s.align_ms, gate_wait_ms=s.hop_wait_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
-                                        devices=self.devices.data)
+                                        devices=self.devices.data, partitions=s.partitions,
+                                        held=self.device_held.data, hop_wait_ms=s.hop_wait_ms)
         self.projector = Projector(settings, self.metrics)
         # set by the idle clock: inputs wait on the broker but no batch came for stall_s; /health
         # then answers 503 so a supervisor restarts the worker (liveness, whatever the cause)
         self.stalled = False
-        self.paused: set[int] = set()  # account partitions whose inputs wait for replies
-        self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices}
+        # account partitions whose inputs wait for replies (shared: it bounds their frontier)
+        self.paused: set[int] = self.account_stage.paused
+        self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
+                        "device-held": self.device_held}
         self._declare_agents()
         self._declare_lifecycle()
         from streams import web  # routes need the built app
@@ -113,6 +116,7 @@ class Warden:
         self.accounts = table("accounts")  # AccountRecord: state + applied ids + parked inputs
         self.clocks = table("clocks")
         self.devices = table("devices")
+        self.device_held = table("device-held")  # requests waiting for the event-time merge
 
     def _declare_agents(self) -> None:
         app = self.app
@@ -129,6 +133,7 @@ class Warden:
         async def device_stage(stream: Any) -> None:
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 await self.commit(self.device_stage.process(_records(events)))
+                self._gauge_held()
 
         @app.agent(self.decision_source, name="projector")
         async def projector(stream: Any) -> None:
@@ -148,6 +153,13 @@ class Warden:
             if not self.recovered:
                 return
             assigned = self._assigned_account_partitions()
+            # frontiers that moved with no batch (a backlog appeared, or partitions were just
+            # assigned: a device partition's new owner has none), and requests that waited
+            # WARDEN_HOP_WAIT_MS for one
+            await self.produce(self.account_stage.marks(assigned))
+            await self.commit(self.device_stage.release_due(self._assigned_device_partitions()))
+            await self.commit(self.account_stage.open_gates(assigned))
+            self._gauge_held()
             self.account_stage.report_lag(assigned)
             stalled = self.account_stage.stalled(assigned, after_ms=self.settings.stall_s * 1000)
             if stalled and not self.stalled:
@@ -188,6 +200,7 @@ class Warden:
         @app.on_partitions_revoked.connect  # type: ignore[misc]
         async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
+            self.device_stage.forget_partitions(range(self.settings.partitions))
             self.paused.clear()  # Faust resumes every stream partition after a rebalance
             for partition in range(self.settings.partitions):
                 self.metrics.paused.labels(str(partition)).set(0)
@@ -195,6 +208,7 @@ class Warden:
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
+            self.device_stage.forget_partitions(range(self.settings.partitions))
             await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
 
     async def _pace_inputs(self) -> None:
@@ -255,6 +269,36 @@ class Warden:
             return self.app.consumer.highwater(TP(topic, partition))
         except (KeyError, AssertionError, AttributeError):
             return None
+
+    def _assigned_device_partitions(self) -> list[int]:
+        inbox = self.settings.topics.device_inbox
+        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == inbox)
+
+    def _gauge_held(self) -> None:
+        stage, metrics = self.device_stage, self.metrics
+        for partition, held in stage.waiting().items():
+            metrics.hop_held.labels(str(partition)).set(held)
+        if stage.timed_out:
+            metrics.hop_timeouts.inc(stage.timed_out)
+            log.warning("%d device requests waited WARDEN_HOP_WAIT_MS for account partitions' "
+                        "frontiers; heard: %s; here: %s", stage.timed_out,
+                        {q: dict(m) for q, m in stage.heard.items()},
+                        {p: self.account_stage.frontier(p)
+                         for p in self._assigned_account_partitions()})
+            import os
+            if os.environ.get("WARDEN_DEBUG_HOPS"):
+                from streams.records import load_account
+                st = self.account_stage
+                for p in self._assigned_account_partitions():
+                    aw = st.awaiting(p)
+                    if aw:
+                        k = min(aw, key=aw.get)
+                        rec = load_account(st.accounts.get(k))
+                        log.warning("  p%d oldest %s %s flight %s gates %s dmarks %s heap0 %s", p, k, aw[k],
+                                    [(s[0], s[1] is not None, s[2]) for s in rec.pending.flight[:3]],
+                                    len(st.gates(p)), st.device_marks,
+                                    [h[:3] for h in stage._heaps.get(p, [])[:1]])
+            stage.timed_out = 0
 
     def _assigned_account_partitions(self) -> list[int]:
         inbox = self.settings.topics.account_inbox

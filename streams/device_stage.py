@@ -1,8 +1,32 @@
-"""The device stage's batch runner: accounts on each device, and the device triggers."""
+"""The device stage's batch runner: accounts on each device, and the device triggers.
+
+Requests reach a device partition from every account partition, each in its
+own order; after a restart or under lag the account partitions are at
+different event times. Applied in arrival order, a use at 12:00 from a
+partition that raced ahead could be checked before a restriction at 11:00
+from one still draining its backlog — a `ban_evasion` replay would see is
+missed. So requests wait here, per device partition, until every account
+partition's *frontier* (the lowest event time it may still send, streams/
+stages.py `AccountStage.frontier`, announced by `mark` messages on the
+device inbox) has reached them, and leave in (ts, account partition, arrival)
+order: a deterministic event-time merge of the account partitions (the
+watermarks of Flink and Kafka Streams, over one internal hop). A request
+waits at most `hop_wait_ms` of wall time, so a partition that stopped
+announcing (its worker gone) delays the others but cannot stop them.
+
+Waiting requests are kept in the `device-held` table, written with the batch
+that holds them and deleted with the one that applies them, so a crash
+leaves each either held or applied (its offset is acked either way).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+import heapq
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
 
 from detectors import codec, device
 from detectors.config import Policy
@@ -11,41 +35,182 @@ from detectors.messages import AccountOnDevice
 from streams.records import Batch, Output, Record, partition_of
 from streams.topics import TopicNames
 
+HOP_WAIT_MS = 10_000
+# a frontier of None means "holds nothing back" (the partition is caught up, with nothing due)
+UNBOUNDED = 1 << 62
+UNKNOWN = -(1 << 62)  # no mark heard from the partition yet: everything waits for it
+_UNSENT = object()
+
+
+def encode_mark(partition: int, frontier: int | None) -> bytes:
+    """An account partition's frontier, for every device partition (key None)."""
+    return orjson.dumps(["mark", partition, frontier])
+
+
+def encode_device_mark(partition: int, frontier: int | None) -> bytes:
+    """A device partition's frontier, for every account partition (key None)."""
+    return orjson.dumps(["dmark", partition, frontier])
+
 
 class DeviceStage:
     """The device-keyed stage: accounts on a device, and the device triggers."""
 
     def __init__(self, *, policy: Policy, names: TopicNames,
-                 devices: MutableMapping[bytes, bytes]) -> None:
+                 devices: MutableMapping[bytes, bytes], partitions: int = 1,
+                 held: MutableMapping[bytes, bytes] | None = None,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 hop_wait_ms: int = HOP_WAIT_MS) -> None:
         self.policy = policy
         self.devices = devices
+        self.partitions = partitions  # account partitions (the inbox has as many)
+        self.held = {} if held is None else held
+        self.wall_ms = wall_ms
+        self.hop_wait_ms = hop_wait_ms
         self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
         self._cursor = 0
         self.account_inbox = names.account_inbox
+        # device partition -> account partition -> its last frontier (UNBOUNDED for None)
+        self.heard: dict[int, dict[int, int]] = {}
+        # device partition -> [ts, account partition, arrival, wall_in, table key, message]
+        self._heaps: dict[int, list[list[Any]]] = {}
+        self._arrivals = 0
+        self._dmarks_sent: dict[int, object] = {}
+        self._fresh: list[tuple[int, list[Any]]] = []  # held in this batch, not written yet
+        self.timed_out = 0  # requests applied after hop_wait_ms, before every frontier passed
 
+    # --- per batch ---------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
+        """Hold each request, note each mark, then apply what every frontier has passed."""
         batch = Batch()
-        states: dict[bytes, tuple[int, DeviceState]] = {}
+        touched: dict[int, None] = {}
         for rec in records:
-            msg = codec.decode_message(rec.value or b"")
+            value = rec.value or b""
+            touched[rec.partition] = None
+            if value.startswith(b'["mark"'):
+                _, source, frontier = orjson.loads(value)
+                self.heard.setdefault(rec.partition, {})[source] = (
+                    UNBOUNDED if frontier is None else frontier)
+                continue
+            msg = codec.decode_message(value)
             assert isinstance(msg, AccountOnDevice), type(msg)
-            key = msg.device_id.encode()
-            if key in states:
-                state = states[key][1]
-            else:
-                raw = self.devices.get(key)
-                state = DeviceState() if raw is None else codec.decode_device(raw)
-            now = max(self.clocks.get(rec.partition, 0), msg.ts)
-            self.clocks[rec.partition] = now
-            state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
-            states[key] = (rec.partition, state)
-            for match in matches:
-                batch.outputs.append(Output(self.account_inbox, match.account_id.encode(),
-                                            codec.encode_message(match)))
+            self._hold(rec.partition, msg, value)
+        self._release(touched, batch)
+        batch.outputs.extend(self.marks(touched))
+        return batch
+
+    def release_due(self, partitions: Iterable[int]) -> Batch:
+        """Requests that waited `hop_wait_ms` (timer): no record may come to release them;
+        and frontiers that moved with no batch (partitions just assigned)."""
+        batch = Batch()
+        partitions = list(partitions)
+        self._release(partitions, batch)
+        batch.outputs.extend(self.marks(partitions))
+        return batch
+
+    def frontier(self, partition: int) -> int | None:
+        """The lowest event time this device partition may still answer or notify at (None:
+        nothing holds it back): its earliest held request, or what every account partition
+        may still send it. Evaded accounts' lifts wait for it (streams/stages.py)."""
+        heap = self._heap(partition)
+        low = min(heap[0][0] if heap else UNBOUNDED, self.low_mark(partition))
+        return None if low >= UNBOUNDED else low
+
+    def marks(self, partitions: Iterable[int]) -> list[Output]:
+        """A `dmark` for every account partition from each device partition whose frontier
+        moved since it was last announced."""
+        out = []
+        for partition in partitions:
+            frontier = self.frontier(partition)
+            if self._dmarks_sent.get(partition, _UNSENT) == frontier:
+                continue
+            self._dmarks_sent[partition] = frontier
+            value = encode_device_mark(partition, frontier)
+            out.extend(Output(self.account_inbox, None, value, p) for p in range(self.partitions))
+        return out
+
+    def low_mark(self, partition: int) -> int:
+        """Lowest frontier over the account partitions, as this device partition heard them."""
+        marks = self.heard.get(partition, {})
+        return min(marks.get(p, UNKNOWN) for p in range(self.partitions))
+
+    def waiting(self) -> dict[int, int]:
+        """Requests held per device partition (for the gauge)."""
+        return {p: len(h) for p, h in self._heaps.items()}
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """On revocation/assignment: held requests are reloaded from the (recovered) table."""
+        for partition in partitions:
+            self._heaps.pop(partition, None)
+            self._dmarks_sent.pop(partition, None)
+            self.heard.pop(partition, None)  # the account partitions announce again
+
+    # --- the merge ----------------------------------------------------------------------
+    def _heap(self, partition: int) -> list[list[Any]]:
+        heap = self._heaps.get(partition)
+        if heap is None:
+            heap = []
+            prefix = b"%d:" % partition
+            now = self.wall_ms()
+            for key, raw in list(self.held.items()):
+                if key.startswith(prefix):
+                    arrival, _, value = raw.partition(b" ")
+                    msg = codec.decode_message(value)
+                    self._arrivals = max(self._arrivals, int(arrival))
+                    heap.append([msg.ts, partition_of(msg.account_id.encode(), self.partitions),
+                                 int(arrival), now, key, msg, value, True])
+            heapq.heapify(heap)
+            self._heaps[partition] = heap
+        return heap
+
+    def _hold(self, partition: int, msg: AccountOnDevice, value: bytes) -> None:
+        heap = self._heap(partition)  # loaded first: arrivals continue after its own
+        self._arrivals += 1
+        source = partition_of(msg.account_id.encode(), self.partitions)
+        key = b"%d:%s" % (partition, msg.msg_id.encode())
+        # [ts, source, arrival, wall_in, table key, message, raw, written to the table
+        # (None once applied)]
+        entry = [msg.ts, source, self._arrivals, self.wall_ms(), key, msg, value, False]
+        heapq.heappush(heap, entry)
+        self._fresh.append((partition, entry))
+
+    def _release(self, partitions: Iterable[int], batch: Batch) -> None:
+        now = self.wall_ms()
+        states: dict[bytes, tuple[int, DeviceState]] = {}
+        for partition in partitions:
+            heap = self._heap(partition)
+            low = self.low_mark(partition)
+            while heap and (heap[0][0] <= low or now - heap[0][3] >= self.hop_wait_ms):
+                entry = heapq.heappop(heap)
+                if entry[0] > low:
+                    self.timed_out += 1
+                if entry[7]:
+                    batch.writes[("device-held", entry[4])] = (partition, None)
+                entry[7] = None
+                self._apply(partition, entry[5], batch, states)
+        for partition, entry in self._fresh:  # still waiting: kept with this batch
+            if entry[7] is False:
+                entry[7] = True
+                batch.writes[("device-held", entry[4])] = (partition, b"%d %s" % (entry[2], entry[6]))
+        self._fresh.clear()
         for key, (partition, state) in states.items():
             value = None if device.is_empty(state) else codec.encode_device(state)
             batch.writes[("devices", key)] = (partition, value)
-        return batch
+
+    def _apply(self, partition: int, msg: AccountOnDevice, batch: Batch,
+               states: dict[bytes, tuple[int, DeviceState]]) -> None:
+        key = msg.device_id.encode()
+        if key in states:
+            state = states[key][1]
+        else:
+            raw = self.devices.get(key)
+            state = DeviceState() if raw is None else codec.decode_device(raw)
+        now = max(self.clocks.get(partition, 0), msg.ts)
+        self.clocks[partition] = now
+        state, matches = device.handle(state, msg, now_ms=now, policy=self.policy)
+        states[key] = (partition, state)
+        for match in matches:
+            batch.outputs.append(Output(self.account_inbox, match.account_id.encode(),
+                                        codec.encode_message(match)))
 
     def sweep(self, *, partitions: int, limit: int = 5000) -> Batch:
         """Forget accounts on devices past the device horizon; drop empty devices."""

@@ -71,6 +71,14 @@ class Metrics:
         self.pauses = Counter("warden_input_pauses_total",
                               "Times a partition's input topics were paused for their replies",
                               registry=registry)
+        self.hop_held = Gauge("warden_device_requests_held",
+                              "Device-stage requests waiting for every account partition's "
+                              "event-time frontier to pass them, per device partition",
+                              ["partition"], registry=registry)
+        self.hop_timeouts = Counter("warden_device_request_timeouts_total",
+                                    "Device-stage requests applied after waiting "
+                                    "WARDEN_HOP_WAIT_MS, before every frontier passed them",
+                                    registry=registry)
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -43,7 +44,7 @@ from detectors.messages import (
 )
 from streams.alignment import InputAlignment
 from streams.deadletters import dead_letter
-from streams.device_stage import DeviceStage
+from streams.device_stage import HOP_WAIT_MS, UNBOUNDED, UNKNOWN, DeviceStage, encode_mark
 from streams.metrics import Metrics
 from streams.records import (
     AccountRecord,
@@ -67,7 +68,19 @@ __all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "R
            "encode_tick", "load_account", "partition_of"]
 
 
+FRONTIER_COUNTS_FLIGHTS = False
 MAX_DEAD_LETTER_KEY = 1024
+_UNSENT = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _DeviceMark:
+    partition: int
+    frontier: int | None
+
+
+def _oldest_flight(pending: Any) -> int:
+    return min(slot[2] for slot in pending.flight)
 
 
 def dead_letter_key(key: bytes | None) -> bytes | None:
@@ -87,7 +100,7 @@ class AccountStage:
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
-                 align_ms: int = 0) -> None:
+                 align_ms: int = 0, gate_wait_ms: int = HOP_WAIT_MS) -> None:
         self.policy = policy
         self.partitions = partitions
         self.accounts, self.clocks = accounts, clocks
@@ -97,9 +110,19 @@ class AccountStage:
         self.account_inbox = names.account_inbox
         self.device_inbox = names.device_inbox
         self._lifts: dict[int, list[tuple[int, str]]] = {}
+        # per partition: account key -> event time of its oldest input awaiting a reply
+        self._pending: dict[int, dict[bytes, int]] = {}
+        self._held_loaded: dict[int, list[list[Any]]] = {}  # from `_scan`, for the alignment
+        self._marks_sent: dict[int, object] = {}  # last frontier announced per partition
         # cross-key requests sent and not answered yet, per partition (for back-pressure;
         # counted from this worker's start, so replies to older requests are not counted)
         self.in_flight: dict[int, int] = {}
+        self.paused: set[int] = set()  # partitions whose input topics wait for replies (app)
+        # device partition -> its frontier (`dmark`); lifts of accounts another can evade wait
+        # for the lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
+        self.device_marks: dict[int, int] = {}
+        self._gates: dict[int, dict[bytes, tuple[int, int]]] = {}
+        self.gate_wait_ms = gate_wait_ms
         self._cursors: dict[str, Any] = {}
         self.last_event_wall: dict[int, int] = {}
         # liveness: when each input topic-partition last had nothing waiting or made progress
@@ -132,10 +155,15 @@ class AccountStage:
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
+        if work.device_marks:  # only now: notices earlier in the batch went first
+            self.device_marks.update(work.device_marks)
+            for partition in sorted({r.partition for r in records}):
+                work.open_gates(partition)
         work.finish()
         if align.align_ms > 0:
             for partition, held in align.waiting().items():
                 self.metrics.aligning.labels(str(partition)).set(held)
+        work.batch.outputs.extend(self.marks(sorted({r.partition for r in records})))
         return work.batch
 
     def _aligned(self, work: _Work, parsed: list[tuple[int, int, Record, object]],
@@ -168,11 +196,116 @@ class AccountStage:
 
     def _held_entries(self, partition: int) -> list[list[Any]]:
         """Every input held in the partition's account records (after a start or a rebalance)."""
-        entries = []
+        if partition not in self._held_loaded:
+            self._scan(partition)
+        return self._held_loaded.pop(partition)
+
+    def _scan(self, partition: int) -> None:
+        """One pass over the partition's account records (after a start or a rebalance): its
+        due-lift heap, the inputs held for alignment, and the accounts awaiting replies."""
+        heap: list[tuple[int, str]] = []
+        held: list[list[Any]] = []
+        pending: dict[bytes, int] = {}
+        gates: dict[bytes, tuple[int, int]] = {}
         for key, raw in list(self.accounts.items()):
-            if partition_of(key, self.partitions) == partition:
-                entries.extend(load_account(raw).pending.held)
-        return entries
+            if partition_of(key, self.partitions) != partition:
+                continue
+            record = load_account(raw)
+            r = record.state.lifecycle.restriction
+            if r is not None and r.lift_at is not None:
+                heap.append((r.lift_at, key.decode()))
+            held.extend(record.pending.held)
+            if record.pending.flight:
+                pending[key] = _oldest_flight(record.pending)
+                for slot in record.pending.flight:
+                    if slot[0] is None:
+                        gates[key] = (slot[2], self.wall_ms())
+        heapq.heapify(heap)
+        self._lifts.setdefault(partition, heap)
+        self._held_loaded.setdefault(partition, held)
+        self._pending.setdefault(partition, pending)
+        self._gates.setdefault(partition, gates)
+
+    def gates(self, partition: int) -> dict[bytes, tuple[int, int]]:
+        """Accounts of the partition whose due lift waits for the device stage's frontier."""
+        gates = self._gates.get(partition)
+        if gates is None:
+            self._scan(partition)
+            gates = self._gates[partition]
+        return gates
+
+    def device_frontier(self) -> int:
+        """The lowest event time a `DeviceMatched` may still come at, over device partitions."""
+        return min(self.device_marks.get(q, UNKNOWN) for q in range(self.partitions))
+
+    def open_gates(self, partitions: Iterable[int]) -> Batch:
+        """Lifts that waited `gate_wait_ms` for the device stage's frontier (timer)."""
+        work = _Work(self)
+        for partition in partitions:
+            work.open_gates(partition)
+        work.finish()
+        return work.batch
+    def awaiting(self, partition: int) -> dict[bytes, int]:
+        """Accounts of the partition with inputs awaiting a cross-key reply: key -> event time
+        of the oldest."""
+        pending = self._pending.get(partition)
+        if pending is None:
+            self._scan(partition)
+            pending = self._pending[partition]
+        return pending
+
+    # --- the frontier announced to the device stage ----------------------------------------
+    def frontier(self, partition: int) -> int | None:
+        """The lowest event time this partition may still send to a device (None: nothing
+        holds it back), for the device stage's event-time merge (streams/device_stage.py).
+
+        Requests leave in event-time order except for what is not applied yet: inputs of a
+        topic with a backlog (its newest received `ts` bounds the rest, as in `lift_clock`)
+        or held for alignment, and inputs awaiting a reply (the reply may restrict the
+        account: a status change at their `ts`). A caught-up partition with none of these
+        holds nothing back: its next inputs are new. (Nor do its lifts not due yet: live,
+        they fire when its own clock passes them, and holding the other partitions' requests
+        for that clock would stall them whenever it is quiet.)
+
+        Items parked behind a reply, or a backlog while the partition is paused for replies
+        (WARDEN_MAX_IN_FLIGHT), do not count: one older than the request it waits for
+        arrived out of order (already unlike replay), and counting it would hold that request
+        at the device stage until it timed out, the item (or the pause) waiting for the reply
+        meanwhile.
+        """
+        times = []
+        align = self.alignment
+        # a paused partition's backlog cannot move until replies come: counting it could hold
+        # the very requests they answer (inputs released past a slow topic by the alignment's
+        # wait limit are out of order already)
+        for topic in () if partition in self.paused else self.names.inputs:
+            key = (topic, partition)
+            received = max(self.topic_offset.get(key, -1), align.received.get(key, -1))
+            end = self.highwater(topic, partition)
+            if end is not None and end <= received + 1:
+                continue
+            times.append(max(self.topic_ts.get(key, -1), align.newest.get(key, -1)))
+        waiting = align.heap(partition)
+        if waiting:
+            times.append(waiting[0][0])
+        if FRONTIER_COUNTS_FLIGHTS:
+            awaiting = self.awaiting(partition)
+            if awaiting:
+                times.append(min(awaiting.values()))
+        return min(times) if times else None
+
+    def marks(self, partitions: Iterable[int], *, every: bool = False) -> list[Output]:
+        """A `mark` for every device partition from each of `partitions` whose frontier moved
+        since it was last announced (`every`: from each)."""
+        out = []
+        for partition in partitions:
+            frontier = self.frontier(partition)
+            if not every and self._marks_sent.get(partition, _UNSENT) == frontier:
+                continue
+            self._marks_sent[partition] = frontier
+            value = encode_mark(partition, frontier)
+            out.extend(Output(self.device_inbox, None, value, q) for q in range(self.partitions))
+        return out
 
     def alignment_ticks(self, assigned: Iterable[int]) -> list[Output]:
         """A tick for each partition whose held inputs waited their full time with no batch to
@@ -189,15 +322,8 @@ class AccountStage:
         """Due-lift heap of a partition, rebuilt from the state table on first use."""
         heap = self._lifts.get(partition)
         if heap is None:
-            heap = []
-            for key, raw in list(self.accounts.items()):
-                if partition_of(key, self.partitions) != partition:
-                    continue
-                r = load_account(raw).state.lifecycle.restriction
-                if r is not None and r.lift_at is not None:
-                    heap.append((r.lift_at, key.decode()))
-            heapq.heapify(heap)
-            self._lifts[partition] = heap
+            self._scan(partition)
+            heap = self._lifts[partition]
         return heap
 
     def sweep(self, *, limit: int = 5000) -> Batch:
@@ -302,6 +428,10 @@ class AccountStage:
         partitions = list(partitions)
         for partition in partitions:
             self._lifts.pop(partition, None)
+            self._pending.pop(partition, None)
+            self._gates.pop(partition, None)
+            self._held_loaded.pop(partition, None)
+            self._marks_sent.pop(partition, None)
             self.in_flight.pop(partition, None)
         self.alignment.forget(partitions)
 
@@ -332,6 +462,7 @@ class _Work:
         self.clocks: dict[int, int] = {}
         self.arrivals = 0
         self.replied: set[int] = set()  # partitions that had a cross-key reply this batch
+        self.device_marks: dict[int, int] = {}  # `dmark`s of this batch, applied at its end
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
@@ -350,6 +481,9 @@ class _Work:
         if rec.value is not None and rec.value.startswith(b'["tick"'):
             ts = int(orjson.loads(rec.value)[1])
             return (ts, self.arrivals, rec, ts)
+        if rec.value is not None and rec.value.startswith(b'["dmark"'):
+            _, partition, frontier = orjson.loads(rec.value)
+            return (-1, self.arrivals, rec, _DeviceMark(partition, frontier))
         msg = codec.decode_message(rec.value or b"")
         return (msg.ts, self.arrivals, rec, msg)
 
@@ -360,6 +494,9 @@ class _Work:
             metrics.settled.inc()
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
+        elif isinstance(item, _DeviceMark):
+            self.device_marks[item.partition] = (UNBOUNDED if item.frontier is None
+                                                 else item.frontier)
         elif isinstance(item, INPUT_TYPES):
             topic_partition = (rec.topic, rec.partition)
             stage.topic_ts[topic_partition] = max(item.ts, stage.topic_ts.get(topic_partition, item.ts))
@@ -398,6 +535,11 @@ class _Work:
             pending.parked.append(park(rec, item))
             self.dirty[key] = self.partition_for(rec, key)
             return
+        if self.gated(account_id, self.partition_for(rec, key), getattr(item, "ts", None)):
+            if rec is not None:  # (a lift: the gate is the lift)
+                pending.parked.append(park(rec, item))
+            self.dirty[key] = self.partition_for(rec, key)
+            return
         self.send_off(rec, account_id, item)
         if needs_hop(item):
             self.dirty[key] = self.partition_for(rec, key)
@@ -426,17 +568,80 @@ class _Work:
         stage = self.stage
         stage.in_flight[rec.partition] = max(0, stage.in_flight.get(rec.partition, 0) - 1)
         self.replied.add(rec.partition)
+        self.drain(rec, msg.account_id, rec.partition)
+
+    def drain(self, rec: Record | None, account_id: str, partition: int) -> None:
+        """Apply the replies ready in send order, then send off what was parked behind them."""
+        pending = self.record(account_id.encode()).pending
+        names = self.stage.names
         while pending.flight and pending.flight[0][1] is not None:
             ready = pending.flight.pop(0)[1]
-            self.handle(rec, msg.account_id, ready)
-            stage.metrics.settled.inc()  # the input that sent the request
+            self.handle(rec, account_id, ready)
+            self.stage.metrics.settled.inc()  # the input that sent the request
         while pending.parked and not pending.flight:
-            parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
-            self.send_off(parked_rec, msg.account_id, item)
+            parked_rec, item = unpark(names, pending.parked[0])
+            if self.gated(account_id, partition, getattr(item, "ts", None)):
+                break  # it stays parked, behind the lift
+            pending.parked.pop(0)
+            self.send_off(parked_rec, account_id, item)
         # hop inputs parked behind the last non-hop one can go out together
-        while pending.parked and needs_hop(unpark(self.stage.names, pending.parked[0])[1]):
-            parked_rec, item = unpark(self.stage.names, pending.parked.pop(0))
-            self.send_off(parked_rec, msg.account_id, item)
+        while pending.parked and needs_hop(unpark(names, pending.parked[0])[1]):
+            parked_rec, item = unpark(names, pending.parked.pop(0))
+            self.send_off(parked_rec, account_id, item)
+
+    # --- lifts another account can still extend ------------------------------------------
+    def gated(self, account_id: str, partition: int, ts: int | None) -> bool:
+        """Must the account's lift wait, with the item at `ts` parked behind it?
+
+        Another account using a device of a restricted account (level >= the
+        ban_evasion minimum) extends its restriction, with a `DeviceMatched` at
+        the use's time, from the device stage. Replay extends before a lift due
+        later; live the notice can still be on its way when this partition's
+        clock passes `lift_at`. So such a lift, due now, waits (a flight slot
+        with no id, first in the account's queue, so replies and inputs after it
+        wait too) until every device partition's frontier has passed it
+        (`open_gates`), or `gate_wait_ms` of wall time.
+        """
+        if ts is None:
+            return False
+        key = account_id.encode()
+        r = self.state(key).lifecycle.restriction
+        stage = self.stage
+        if r is None or r.lift_at is None or r.lift_at > ts \
+                or r.level < stage.policy.ban_evasion.min_level \
+                or r.lift_at <= stage.device_frontier() \
+                or r.lift_at > stage.lift_clock(partition, self.clock(partition)):
+            return False
+        pending = self.record(key).pending
+        if any(slot[0] is None for slot in pending.flight):
+            return True
+        oldest = pending.oldest_ts()
+        if oldest is not None and oldest < r.lift_at:
+            return False  # older items go first; the lift waits for them anyway
+        pending.flight.insert(0, [None, None, r.lift_at])
+        stage.gates(partition)[key] = (r.lift_at, stage.wall_ms())
+        self.dirty[key] = partition
+        return True
+
+    def open_gates(self, partition: int) -> None:
+        """Fire the waiting lifts the device stage's frontier passed (or that waited long)."""
+        stage = self.stage
+        gates = stage.gates(partition)
+        if not gates:
+            return
+        frontier, now = stage.device_frontier(), stage.wall_ms()
+        for key, (lift_at, since) in list(gates.items()):
+            if lift_at > frontier and now - since < stage.gate_wait_ms:
+                continue
+            del gates[key]
+            pending = self.record(key).pending
+            pending.flight = [slot for slot in pending.flight if slot[0] is not None]
+            self.dirty[key] = partition
+            account_id = key.decode()
+            stage.metrics.lifts_fired.inc()  # (a no-op if a notice extended it meanwhile)
+            self._apply(None, account_id, LiftDue(f"{account_id}>lift>{lift_at}", lift_at,
+                                                  account_id), partition)
+            self.drain(None, account_id, partition)
 
     def partition_for(self, rec: Record | None, key: bytes) -> int:
         return rec.partition if rec is not None else partition_of(key, self.stage.partitions)
@@ -467,6 +672,8 @@ class _Work:
         if oldest is not None and oldest < r.lift_at:
             return  # so do older items still waiting for their replies
         if r.lift_at <= self.stage.lift_clock(partition, self.clock(partition)):
+            if self.gated(account_id, partition, r.lift_at):
+                return
             self.stage.metrics.lifts_fired.inc()
             self._apply(None, account_id, LiftDue(f"{account_id}>lift>{r.lift_at}", r.lift_at,
                                                   account_id), partition)
@@ -579,7 +786,13 @@ class _Work:
                 for topic in stage.names.inputs:
                     stage.progress_wall[(topic, partition)] = now
         for key, partition in self.dirty.items():
-            self.batch.writes[("accounts", key)] = (partition, self.records[key].encode())
+            record = self.records[key]
+            self.batch.writes[("accounts", key)] = (partition, record.encode())
+            awaiting = stage.awaiting(partition)
+            if record.pending.flight:
+                awaiting[key] = _oldest_flight(record.pending)
+            else:
+                awaiting.pop(key, None)
         for partition, clock in self.clocks.items():
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)
