@@ -285,19 +285,6 @@ class Warden:
                         {q: dict(m) for q, m in stage.heard.items()},
                         {p: self.account_stage.frontier(p)
                          for p in self._assigned_account_partitions()})
-            import os
-            if os.environ.get("WARDEN_DEBUG_HOPS"):
-                from streams.records import load_account
-                st = self.account_stage
-                for p in self._assigned_account_partitions():
-                    aw = st.awaiting(p)
-                    if aw:
-                        k = min(aw, key=aw.get)
-                        rec = load_account(st.accounts.get(k))
-                        log.warning("  p%d oldest %s %s flight %s gates %s dmarks %s heap0 %s", p, k, aw[k],
-                                    [(s[0], s[1] is not None, s[2]) for s in rec.pending.flight[:3]],
-                                    len(st.gates(p)), st.device_marks,
-                                    [h[:3] for h in stage._heaps.get(p, [])[:1]])
             stage.timed_out = 0
 
     def _assigned_account_partitions(self) -> list[int]:

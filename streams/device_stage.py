@@ -47,6 +47,11 @@ def encode_mark(partition: int, frontier: int | None) -> bytes:
     return orjson.dumps(["mark", partition, frontier])
 
 
+def encode_pend(account_id: str, device_id: str, since: int | None) -> bytes:
+    """The oldest time the account may still change status at (None: it may not)."""
+    return orjson.dumps(["pend", account_id, device_id, since])
+
+
 def encode_device_mark(partition: int, frontier: int | None) -> bytes:
     """A device partition's frontier, for every account partition (key None)."""
     return orjson.dumps(["dmark", partition, frontier])
@@ -71,8 +76,11 @@ class DeviceStage:
         self.account_inbox = names.account_inbox
         # device partition -> account partition -> its last frontier (UNBOUNDED for None)
         self.heard: dict[int, dict[int, int]] = {}
-        # device partition -> [ts, account partition, arrival, wall_in, table key, message]
-        self._heaps: dict[int, list[list[Any]]] = {}
+        # device partition -> device id -> held requests (see `_hold`)
+        self._queues: dict[int, dict[str, list[list[Any]]]] = {}
+        # device id -> account id -> the oldest event time it may still change status at
+        # (`pend` notices from the account stage: inputs awaiting replies, due lifts)
+        self.pending: dict[str, dict[str, int]] = {}
         self._arrivals = 0
         self._dmarks_sent: dict[int, object] = {}
         self._fresh: list[tuple[int, list[Any]]] = []  # held in this batch, not written yet
@@ -80,7 +88,7 @@ class DeviceStage:
 
     # --- per batch ---------------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
-        """Hold each request, note each mark, then apply what every frontier has passed."""
+        """Hold each request, note each mark and pending notice, then apply what is free."""
         batch = Batch()
         touched: dict[int, None] = {}
         for rec in records:
@@ -90,6 +98,22 @@ class DeviceStage:
                 _, source, frontier = orjson.loads(value)
                 self.heard.setdefault(rec.partition, {})[source] = (
                     UNBOUNDED if frontier is None else frontier)
+                continue
+            if value.startswith(b'["pend"'):
+                _, account_id, device_id, ts = orjson.loads(value)
+                self._queues_of(rec.partition)  # (loads the partition's notices first)
+                pending = self.pending.setdefault(device_id, {})
+                if ts is None:
+                    pending.pop(account_id, None)
+                    if not pending:
+                        del self.pending[device_id]
+                else:
+                    pending[account_id] = ts
+                # kept with the requests: after a crash the log is re-read from the
+                # committed offset only, and marks after it assume the notices before it
+                key = b"%d:p:%s\x00%s" % (rec.partition, device_id.encode(), account_id.encode())
+                batch.writes[("device-held", key)] = (rec.partition,
+                                                      None if ts is None else b"%d" % ts)
                 continue
             msg = codec.decode_message(value)
             assert isinstance(msg, AccountOnDevice), type(msg)
@@ -111,8 +135,9 @@ class DeviceStage:
         """The lowest event time this device partition may still answer or notify at (None:
         nothing holds it back): its earliest held request, or what every account partition
         may still send it. Evaded accounts' lifts wait for it (streams/stages.py)."""
-        heap = self._heap(partition)
-        low = min(heap[0][0] if heap else UNBOUNDED, self.low_mark(partition))
+        queues = self._queues_of(partition)
+        low = min(min((q[0][0] for q in queues.values()), default=UNBOUNDED),
+                  self.low_mark(partition))
         return None if low >= UNBOUNDED else low
 
     def marks(self, partitions: Iterable[int]) -> list[Output]:
@@ -135,58 +160,87 @@ class DeviceStage:
 
     def waiting(self) -> dict[int, int]:
         """Requests held per device partition (for the gauge)."""
-        return {p: len(h) for p, h in self._heaps.items()}
+        return {p: sum(len(q) for q in queues.values()) for p, queues in self._queues.items()}
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """On revocation/assignment: held requests are reloaded from the (recovered) table."""
         for partition in partitions:
-            self._heaps.pop(partition, None)
+            self._queues.pop(partition, None)
+            for device_id in [d for d in self.pending
+                              if partition_of(d.encode(), self.partitions) == partition]:
+                del self.pending[device_id]  # reloaded with the queues
             self._dmarks_sent.pop(partition, None)
             self.heard.pop(partition, None)  # the account partitions announce again
 
     # --- the merge ----------------------------------------------------------------------
-    def _heap(self, partition: int) -> list[list[Any]]:
-        heap = self._heaps.get(partition)
-        if heap is None:
-            heap = []
-            prefix = b"%d:" % partition
+    def _queues_of(self, partition: int) -> dict[str, list[list[Any]]]:
+        """The partition's held requests, one queue (a heap) per device, loaded from the
+        table on first use (after a start or a rebalance)."""
+        queues = self._queues.get(partition)
+        if queues is None:
+            queues = {}
+            prefix, notice = b"%d:h:" % partition, b"%d:p:" % partition
             now = self.wall_ms()
             for key, raw in list(self.held.items()):
-                if key.startswith(prefix):
+                if key.startswith(notice):
+                    device_id, _, account_id = key[len(notice):].partition(b"\x00")
+                    self.pending.setdefault(device_id.decode(), {})[account_id.decode()] = int(raw)
+                elif key.startswith(prefix):
                     arrival, _, value = raw.partition(b" ")
                     msg = codec.decode_message(value)
                     self._arrivals = max(self._arrivals, int(arrival))
-                    heap.append([msg.ts, partition_of(msg.account_id.encode(), self.partitions),
-                                 int(arrival), now, key, msg, value, True])
-            heapq.heapify(heap)
-            self._heaps[partition] = heap
-        return heap
+                    queues.setdefault(msg.device_id, []).append(
+                        [msg.ts, partition_of(msg.account_id.encode(), self.partitions),
+                         int(arrival), now, key, msg, value, True])
+            for queue in queues.values():
+                heapq.heapify(queue)
+            self._queues[partition] = queues
+        return queues
 
     def _hold(self, partition: int, msg: AccountOnDevice, value: bytes) -> None:
-        heap = self._heap(partition)  # loaded first: arrivals continue after its own
+        queues = self._queues_of(partition)  # loaded first: arrivals continue after its own
         self._arrivals += 1
         source = partition_of(msg.account_id.encode(), self.partitions)
-        key = b"%d:%s" % (partition, msg.msg_id.encode())
+        key = b"%d:h:%s" % (partition, msg.msg_id.encode())
         # [ts, source, arrival, wall_in, table key, message, raw, written to the table
         # (None once applied)]
         entry = [msg.ts, source, self._arrivals, self.wall_ms(), key, msg, value, False]
-        heapq.heappush(heap, entry)
+        heapq.heappush(queues.setdefault(msg.device_id, []), entry)
         self._fresh.append((partition, entry))
+
+    def _waits(self, entry: list[Any], low: int) -> bool:
+        """Must this request wait? Some account partition may still send an older one, or
+        another account on its device may still change status at an older time."""
+        ts = entry[0]
+        if ts > low:
+            return True
+        pending = self.pending.get(entry[5].device_id)
+        if pending:
+            account_id = entry[5].account_id
+            return any(t < ts for a, t in pending.items() if a != account_id)
+        return False
 
     def _release(self, partitions: Iterable[int], batch: Batch) -> None:
         now = self.wall_ms()
         states: dict[bytes, tuple[int, DeviceState]] = {}
         for partition in partitions:
-            heap = self._heap(partition)
+            queues = self._queues_of(partition)
             low = self.low_mark(partition)
-            while heap and (heap[0][0] <= low or now - heap[0][3] >= self.hop_wait_ms):
-                entry = heapq.heappop(heap)
-                if entry[0] > low:
-                    self.timed_out += 1
-                if entry[7]:
-                    batch.writes[("device-held", entry[4])] = (partition, None)
-                entry[7] = None
-                self._apply(partition, entry[5], batch, states)
+            for device_id in list(queues):
+                queue = queues[device_id]
+                while queue:
+                    entry = queue[0]
+                    if self._waits(entry, low):
+                        if now - entry[3] < self.hop_wait_ms:
+                            break
+                        self.timed_out += 1
+                    heapq.heappop(queue)
+                    if entry[7]:
+                        batch.writes[("device-held", entry[4])] = (partition, None)
+                    entry[7] = None
+                    self._apply(partition, entry[5], batch, states)
+                if not queue:
+                    del queues[device_id]
         for partition, entry in self._fresh:  # still waiting: kept with this batch
             if entry[7] is False:
                 entry[7] = True

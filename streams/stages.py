@@ -44,7 +44,14 @@ from detectors.messages import (
 )
 from streams.alignment import InputAlignment
 from streams.deadletters import dead_letter
-from streams.device_stage import HOP_WAIT_MS, UNBOUNDED, UNKNOWN, DeviceStage, encode_mark
+from streams.device_stage import (
+    HOP_WAIT_MS,
+    UNBOUNDED,
+    UNKNOWN,
+    DeviceStage,
+    encode_mark,
+    encode_pend,
+)
 from streams.metrics import Metrics
 from streams.records import (
     AccountRecord,
@@ -68,7 +75,6 @@ __all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "R
            "encode_tick", "load_account", "partition_of"]
 
 
-FRONTIER_COUNTS_FLIGHTS = False
 MAX_DEAD_LETTER_KEY = 1024
 _UNSENT = object()
 
@@ -79,8 +85,15 @@ class _DeviceMark:
     frontier: int | None
 
 
-def _oldest_flight(pending: Any) -> int:
-    return min(slot[2] for slot in pending.flight)
+def pending_since(record: AccountRecord, policy: Policy) -> int | None:
+    """The oldest event time the account may still change status at, for its devices: its
+    oldest input awaiting a reply (which may restrict it), or the lift of a restriction
+    another account can evade (`ban_evasion` reads it until it is lifted)."""
+    times = [slot[2] for slot in record.pending.flight]
+    r = record.state.lifecycle.restriction
+    if r is not None and r.lift_at is not None and r.level >= policy.ban_evasion.min_level:
+        times.append(r.lift_at)
+    return min(times) if times else None
 
 
 def dead_letter_key(key: bytes | None) -> bytes | None:
@@ -110,8 +123,10 @@ class AccountStage:
         self.account_inbox = names.account_inbox
         self.device_inbox = names.device_inbox
         self._lifts: dict[int, list[tuple[int, str]]] = {}
-        # per partition: account key -> event time of its oldest input awaiting a reply
+        # per partition: account key -> the oldest time it may still change status at
         self._pending: dict[int, dict[bytes, int]] = {}
+        # per partition: account key -> (time, devices) its devices were last told (`announce`)
+        self._announced: dict[int, dict[bytes, tuple[int | None, tuple[str, ...]]]] = {}
         self._held_loaded: dict[int, list[list[Any]]] = {}  # from `_scan`, for the alignment
         self._marks_sent: dict[int, object] = {}  # last frontier announced per partition
         # cross-key requests sent and not answered yet, per partition (for back-pressure;
@@ -215,11 +230,12 @@ class AccountStage:
             if r is not None and r.lift_at is not None:
                 heap.append((r.lift_at, key.decode()))
             held.extend(record.pending.held)
-            if record.pending.flight:
-                pending[key] = _oldest_flight(record.pending)
-                for slot in record.pending.flight:
-                    if slot[0] is None:
-                        gates[key] = (slot[2], self.wall_ms())
+            since = pending_since(record, self.policy)
+            if since is not None:
+                pending[key] = since
+            for slot in record.pending.flight:
+                if slot[0] is None:
+                    gates[key] = (slot[2], self.wall_ms())
         heapq.heapify(heap)
         self._lifts.setdefault(partition, heap)
         self._held_loaded.setdefault(partition, held)
@@ -245,9 +261,44 @@ class AccountStage:
             work.open_gates(partition)
         work.finish()
         return work.batch
+    def announce(self, partition: int, key: bytes, record: AccountRecord,
+                 since: int | None) -> list[Output]:
+        """`pend` notices to the account's devices when the time it may still change status
+        at (`pending_since`) or its devices changed since they were last told.
+
+        The device stage holds another account's use of the device that is later than it
+        (streams/device_stage.py): replay would apply that use after the status change.
+        """
+        devices = tuple(d for d, _ in record.state.devices)
+        announced = self._announced.setdefault(partition, {})
+        before = announced.get(key, (None, ()))
+        if before == (since, devices):
+            return []
+        if since is None:
+            announced.pop(key, None)
+        else:
+            announced[key] = (since, devices)
+        account_id = key.decode()
+        out = [Output(self.device_inbox, d.encode(), encode_pend(account_id, d, since))
+               for d in devices]
+        out.extend(Output(self.device_inbox, d.encode(), encode_pend(account_id, d, None))
+                   for d in before[1] if d not in devices)
+        return out
+
+    def announce_pending(self, partitions: Iterable[int]) -> list[Output]:
+        """`pend` notices not sent yet (timer): after a start, for accounts no batch touched."""
+        out = []
+        for partition in partitions:
+            announced = self._announced.setdefault(partition, {})
+            for key, since in list(self.awaiting(partition).items()):
+                if key not in announced:
+                    out.extend(self.announce(partition, key, load_account(self.accounts.get(key)),
+                                             since))
+        return out
+
     def awaiting(self, partition: int) -> dict[bytes, int]:
-        """Accounts of the partition with inputs awaiting a cross-key reply: key -> event time
-        of the oldest."""
+        """Accounts of the partition that may still change status at an earlier time than
+        their next input: key -> that time (`pending_since`)."""
         pending = self._pending.get(partition)
         if pending is None:
             self._scan(partition)
@@ -288,10 +339,6 @@ class AccountStage:
         waiting = align.heap(partition)
         if waiting:
             times.append(waiting[0][0])
-        if FRONTIER_COUNTS_FLIGHTS:
-            awaiting = self.awaiting(partition)
-            if awaiting:
-                times.append(min(awaiting.values()))
         return min(times) if times else None
 
     def marks(self, partitions: Iterable[int], *, every: bool = False) -> list[Output]:
@@ -299,6 +346,8 @@ class AccountStage:
         since it was last announced (`every`: from each)."""
         out = []
         for partition in partitions:
+            if partition not in self._marks_sent:  # the first since a start or a rebalance:
+                out.extend(self.announce_pending([partition]))  # the device stage knows them
             frontier = self.frontier(partition)
             if not every and self._marks_sent.get(partition, _UNSENT) == frontier:
                 continue
@@ -429,6 +478,7 @@ class AccountStage:
         for partition in partitions:
             self._lifts.pop(partition, None)
             self._pending.pop(partition, None)
+            self._announced.pop(partition, None)  # the device stage may have lost them too
             self._gates.pop(partition, None)
             self._held_loaded.pop(partition, None)
             self._marks_sent.pop(partition, None)
@@ -788,11 +838,13 @@ class _Work:
         for key, partition in self.dirty.items():
             record = self.records[key]
             self.batch.writes[("accounts", key)] = (partition, record.encode())
+            since = pending_since(record, stage.policy)
             awaiting = stage.awaiting(partition)
-            if record.pending.flight:
-                awaiting[key] = _oldest_flight(record.pending)
+            if since is not None:
+                awaiting[key] = since
             else:
                 awaiting.pop(key, None)
+            self.batch.outputs.extend(stage.announce(partition, key, record, since))
         for partition, clock in self.clocks.items():
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)

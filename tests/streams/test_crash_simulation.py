@@ -99,7 +99,7 @@ class CrashBus:
         for topic in topics:
             key = (topic, partition)
             start = self.position.get(key, 0)
-            most = 20 if topic == NAMES.account_inbox else self.speeds[partition]
+            most = 4 if topic == NAMES.account_inbox else self.speeds[partition]
             taken = self.logs.get(key, [])[start:start + self.rng.randint(0, most)]
             self.position[key] = start + len(taken)
             out.extend(taken)

@@ -1,0 +1,135 @@
+"""streams/device_stage.py: the event-time merge of the account partitions' requests.
+
+Requests from account partitions at different event times wait, per device, until every
+partition's frontier has passed them, and leave in event-time order; another account's
+pending status holds uses of its devices only; nothing waits past `hop_wait_ms`; and a
+restarted stage reloads what was waiting.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from detectors import codec
+from detectors.config import DEFAULT_POLICY
+from detectors.messages import AccountOnDevice
+from streams.device_stage import DeviceStage, encode_mark, encode_pend
+from streams.records import Record, partition_of
+from streams.topics import TopicNames
+
+T0 = 1767225600000
+NAMES = TopicNames("", "warden")
+PARTITIONS = 2
+
+
+def accounts_on(partition: int, n: int) -> list[str]:
+    return [a for a in (f"acct-{i}" for i in range(100))
+            if partition_of(a.encode(), PARTITIONS) == partition][:n]
+
+
+A0, B0 = accounts_on(0, 2)
+(A1,) = accounts_on(1, 1)
+
+
+class Device:
+    """One device partition's stage, fed records as its inbox would deliver them."""
+
+    def __init__(self, held: dict[bytes, bytes] | None = None, devices=None) -> None:
+        self.wall = T0
+        self.held = {} if held is None else held
+        self.devices = {} if devices is None else devices
+        self.stage = DeviceStage(policy=DEFAULT_POLICY, names=NAMES, devices=self.devices,
+                                 partitions=PARTITIONS, held=self.held,
+                                 wall_ms=lambda: self.wall, hop_wait_ms=10_000)
+        self.offset = 0
+        self.applied: list[tuple[str, int]] = []  # (account, ts) of each use answered
+
+    def feed(self, *values: bytes) -> list:
+        records = []
+        for value in values:
+            records.append(Record(NAMES.device_inbox, 0, self.offset, None, value))
+            self.offset += 1
+        return self.commit(self.stage.process(records))
+
+    def commit(self, batch) -> list:
+        for (name, key), (_, value) in batch.writes.items():
+            store = self.held if name == "device-held" else self.devices
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+        answers = [codec.decode_message(o.value) for o in batch.outputs
+                   if not o.value.startswith(b'["dmark"')]
+        self.applied += [(m.account_id, m.ts) for m in answers
+                         if type(m).__name__ == "DeviceChecked"]
+        return answers
+
+
+def use(account: str, ts: int, device: str = "d") -> bytes:
+    return codec.encode_message(AccountOnDevice(f"{account}-{ts}>used", ts, device, account, True,
+                                                False, 0, (), None, f"{account}-{ts}", (), 0))
+
+
+def mark(partition: int, frontier: int | None) -> bytes:
+    return encode_mark(partition, frontier)
+
+
+def test_requests_wait_for_every_partitions_frontier_and_leave_in_event_time_order():
+    dev = Device()
+    dev.feed(mark(0, T0 + 100), mark(1, T0))   # partition 1 is behind (a backlog)
+    dev.feed(use(A0, T0 + 50))                 # partition 0 raced ahead
+    assert dev.applied == []                   # partition 1 may still send something older
+    dev.feed(use(A1, T0 + 20), mark(1, T0 + 60))
+    assert dev.applied == [(A1, T0 + 20), (A0, T0 + 50)]
+
+
+def test_a_caught_up_partition_holds_nothing_back():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, None), use(A0, T0))
+    assert dev.applied == [(A0, T0)]
+
+
+def test_an_account_that_may_still_change_status_holds_later_uses_of_its_devices_only():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, None),
+             encode_pend(A1, "d", T0 + 10))    # A1 awaits a reply for an input at T0 + 10
+    dev.feed(use(A0, T0 + 5), use(A0, T0 + 30), use(B0, T0 + 40, device="other"))
+    assert dev.applied == [(A0, T0 + 5), (B0, T0 + 40)]
+    dev.feed(encode_pend(A1, "d", None))       # its reply is in (and any status change before)
+    assert dev.applied[-1] == (A0, T0 + 30)
+
+
+def test_an_accounts_own_pending_status_does_not_hold_its_own_uses():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, None), encode_pend(A0, "d", T0), use(A0, T0 + 30))
+    assert dev.applied == [(A0, T0 + 30)]
+
+
+def test_a_partition_that_stopped_announcing_delays_requests_by_hop_wait_ms_only():
+    dev = Device()
+    dev.feed(mark(0, None), use(A0, T0))       # nothing ever heard from partition 1
+    assert dev.applied == []
+    dev.wall += 10_000
+    dev.commit(dev.stage.release_due([0]))
+    assert dev.applied == [(A0, T0)] and dev.stage.timed_out == 1
+
+
+def test_waiting_requests_and_pending_statuses_survive_a_restart():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0), encode_pend(A1, "d", T0 + 10), use(A0, T0 + 30))
+    assert dev.applied == [] and dev.held
+    again = Device(held=dev.held, devices=dev.devices)   # a new worker: marks not heard yet
+    again.feed(mark(0, None), mark(1, None))
+    assert again.applied == []                 # A1 may still change status: still waiting
+    again.feed(encode_pend(A1, "d", None))
+    assert again.applied == [(A0, T0 + 30)] and not again.held
+
+
+def test_the_device_stage_announces_its_own_frontier_to_every_account_partition():
+    dev = Device()
+    batch = dev.stage.process([Record(NAMES.device_inbox, 0, 0, None, mark(0, None)),
+                               Record(NAMES.device_inbox, 0, 1, None, mark(1, T0)),
+                               Record(NAMES.device_inbox, 0, 2, None, use(A0, T0 + 5))])
+    dmarks = [(o.partition, orjson.loads(o.value)) for o in batch.outputs
+              if o.value.startswith(b'["dmark"')]
+    assert dmarks == [(0, ["dmark", 0, T0]), (1, ["dmark", 0, T0])]
