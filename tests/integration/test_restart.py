@@ -13,8 +13,9 @@ dedupe ids and parked inputs are now one atomic record per account), early lifts
 backlog drains (lifts now follow a watermark over the input topics), and lifts fired before
 older redelivered inputs (reproduced and fixed in tests/streams/test_crash_simulation.py), and
 committed offsets creeping one record per commit after two quick restarts (Faust's offset
-bookkeeping; replaced by streams/consumer.py): the consumer group must now drain exactly.
-One comparison stays an xfail with its measured residue: cross-key triggers (see its reason).
+bookkeeping; replaced by streams/consumer.py): the consumer group must now drain exactly; and
+cross-key triggers deciding unlike replay while partitions drained at different event times
+(the device stage now merges them by event time).
 """
 
 from __future__ import annotations
@@ -284,17 +285,9 @@ def test_after_crashes_accounts_without_cross_key_triggers_decide_exactly_like_r
     assert result.exact >= 10  # this workload: 15 accounts decided without cross-key triggers
 
 
-@pytest.mark.xfail(reason=(
-    "known gap, measured: after two kill -9 restarts under 10,000x time compression (3 days "
-    "in ~24 s), 1 of 22 accounts with decisions differs from replay with WARDEN_MAX_IN_FLIGHT=20 "
-    "(3 of 22 with the default), all on cross-key "
-    "triggers (a ban_evasion / tainted_device / report_flood decision missing): account "
-    "partitions drain their backlog at different speeds after a restart, so the device or "
-    "reporter side can act before a status change from a partition that is behind. "
-    "Exactness there needs per-partition event-time watermarks on the cross-key hops (not "
-    "built). Every other account equals "
-    "replay (previous test); it was 26 accounts before atomic records, 5 before the fixes "
-    "found by tests/streams/test_crash_simulation.py."),
-    strict=False)
 def test_after_crashes_on_every_topic_decisions_equal_replay_per_account(every_topic):
+    """Cross-key triggers included: after the restarts the account partitions drain their
+    backlogs at different event times, and the device stage merges their requests by event
+    time (streams/device_stage.py). It was a measured xfail before the merge: 3 of 22
+    accounts with decisions differed (a ban_evasion / tainted_device decision missing)."""
     assert_equal_to_replay_per_account(every_topic)
