@@ -244,7 +244,8 @@ class DeviceStage:
         for partition, entry in self._fresh:  # still waiting: kept with this batch
             if entry[7] is False:
                 entry[7] = True
-                batch.writes[("device-held", entry[4])] = (partition, b"%d %s" % (entry[2], entry[6]))
+                value = b"%d %s" % (entry[2], entry[6])
+                batch.writes[("device-held", entry[4])] = (partition, value)
         self._fresh.clear()
         for key, (partition, state) in states.items():
             value = None if device.is_empty(state) else codec.encode_device(state)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
