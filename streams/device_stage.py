@@ -52,6 +52,11 @@ def encode_pend(account_id: str, device_id: str, since: int | None) -> bytes:
     return orjson.dumps(["pend", account_id, device_id, since])
 
 
+def encode_reset(partition: int) -> bytes:
+    """An account partition starts announcing afresh: forget what it announced before."""
+    return orjson.dumps(["reset", partition])
+
+
 def encode_device_mark(partition: int, frontier: int | None) -> bytes:
     """A device partition's frontier, for every account partition (key None)."""
     return orjson.dumps(["dmark", partition, frontier])
@@ -98,6 +103,9 @@ class DeviceStage:
                 _, source, frontier = orjson.loads(value)
                 self.heard.setdefault(rec.partition, {})[source] = (
                     UNBOUNDED if frontier is None else frontier)
+                continue
+            if value.startswith(b'["reset"'):
+                self._forget_pending(rec.partition, orjson.loads(value)[1], batch)
                 continue
             if value.startswith(b'["pend"'):
                 _, account_id, device_id, ts = orjson.loads(value)
@@ -207,6 +215,22 @@ class DeviceStage:
         entry = [msg.ts, source, self._arrivals, self.wall_ms(), key, msg, value, False]
         heapq.heappush(queues.setdefault(msg.device_id, []), entry)
         self._fresh.append((partition, entry))
+
+    def _forget_pending(self, partition: int, source: int, batch: Batch) -> None:
+        """Drop what the account partition `source` announced for this partition's devices
+        (it announces afresh after a start: what it said before may never be cleared)."""
+        self._queues_of(partition)  # (loads the partition's notices first)
+        for device_id in list(self.pending):
+            if partition_of(device_id.encode(), self.partitions) != partition:
+                continue
+            pending = self.pending[device_id]
+            for account_id in [a for a in pending
+                               if partition_of(a.encode(), self.partitions) == source]:
+                del pending[account_id]
+                key = b"%d:p:%s\x00%s" % (partition, device_id.encode(), account_id.encode())
+                batch.writes[("device-held", key)] = (partition, None)
+            if not pending:
+                del self.pending[device_id]
 
     def _waits(self, entry: list[Any], low: int) -> bool:
         """Must this request wait? Some account partition may still send an older one, or

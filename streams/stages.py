@@ -51,6 +51,7 @@ from streams.device_stage import (
     DeviceStage,
     encode_mark,
     encode_pend,
+    encode_reset,
 )
 from streams.metrics import Metrics
 from streams.records import (
@@ -127,6 +128,7 @@ class AccountStage:
         self._pending: dict[int, dict[bytes, int]] = {}
         # per partition: account key -> (time, devices) its devices were last told (`announce`)
         self._announced: dict[int, dict[bytes, tuple[int | None, tuple[str, ...]]]] = {}
+        self._reset_sent: set[int] = set()
         self._held_loaded: dict[int, list[list[Any]]] = {}  # from `_scan`, for the alignment
         self._marks_sent: dict[int, object] = {}  # last frontier announced per partition
         # cross-key requests sent and not answered yet, per partition (for back-pressure;
@@ -269,9 +271,11 @@ class AccountStage:
         The device stage holds another account's use of the device that is later than it
         (streams/device_stage.py): replay would apply that use after the status change.
         """
-        devices = tuple(d for d, _ in record.state.devices)
         announced = self._announced.setdefault(partition, {})
         before = announced.get(key, (None, ()))
+        if since is None and before[0] is None:
+            return []  # nothing was announced: nothing to clear
+        devices = tuple(d for d, _ in record.state.devices)
         if before == (since, devices):
             return []
         if since is None:
@@ -279,11 +283,22 @@ class AccountStage:
         else:
             announced[key] = (since, devices)
         account_id = key.decode()
-        out = [Output(self.device_inbox, d.encode(), encode_pend(account_id, d, since))
-               for d in devices]
+        out = self._reset(partition)
+        out.extend(Output(self.device_inbox, d.encode(), encode_pend(account_id, d, since))
+                   for d in devices)
         out.extend(Output(self.device_inbox, d.encode(), encode_pend(account_id, d, None))
                    for d in before[1] if d not in devices)
         return out
+
+    def _reset(self, partition: int) -> list[Output]:
+        """Before this partition's first notice or mark since a start or a rebalance: the
+        device stage forgets what it announced before (it cannot clear what it does not know
+        it said)."""
+        if partition in self._reset_sent:
+            return []
+        self._reset_sent.add(partition)
+        value = encode_reset(partition)
+        return [Output(self.device_inbox, None, value, q) for q in range(self.partitions)]
 
     def announce_pending(self, partitions: Iterable[int]) -> list[Output]:
         """`pend` notices not sent yet (timer): after a start, for accounts no batch touched."""
@@ -348,6 +363,7 @@ class AccountStage:
         for partition in partitions:
             if partition not in self._marks_sent:  # the first since a start or a rebalance:
                 out.extend(self.announce_pending([partition]))  # the device stage knows them
+                out.extend(self._reset(partition))  # (if nothing was announced yet)
             frontier = self.frontier(partition)
             if not every and self._marks_sent.get(partition, _UNSENT) == frontier:
                 continue
@@ -479,6 +495,7 @@ class AccountStage:
             self._lifts.pop(partition, None)
             self._pending.pop(partition, None)
             self._announced.pop(partition, None)  # the device stage may have lost them too
+            self._reset_sent.discard(partition)
             self._gates.pop(partition, None)
             self._held_loaded.pop(partition, None)
             self._marks_sent.pop(partition, None)
