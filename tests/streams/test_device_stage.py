@@ -13,7 +13,7 @@ import orjson
 from detectors import codec
 from detectors.config import DEFAULT_POLICY
 from detectors.messages import AccountOnDevice
-from streams.device_stage import DeviceStage, encode_mark, encode_pend
+from streams.device_stage import DeviceStage, encode_mark, encode_pend, encode_reset
 from streams.records import Record, partition_of
 from streams.topics import TopicNames
 
@@ -32,7 +32,8 @@ A0, B0 = accounts_on(0, 2)
 
 
 class Device:
-    """One device partition's stage, fed records as its inbox would deliver them."""
+    """Device partition 0's stage, fed records as its inbox would deliver them (the devices
+    used here, dev-a and dev-x, are on partition 0)."""
 
     def __init__(self, held: dict[bytes, bytes] | None = None, devices=None) -> None:
         self.wall = T0
@@ -65,7 +66,7 @@ class Device:
         return answers
 
 
-def use(account: str, ts: int, device: str = "d") -> bytes:
+def use(account: str, ts: int, device: str = "dev-a") -> bytes:
     return codec.encode_message(AccountOnDevice(f"{account}-{ts}>used", ts, device, account, True,
                                                 False, 0, (), None, f"{account}-{ts}", (), 0))
 
@@ -92,16 +93,16 @@ def test_a_caught_up_partition_holds_nothing_back():
 def test_an_account_that_may_still_change_status_holds_later_uses_of_its_devices_only():
     dev = Device()
     dev.feed(mark(0, None), mark(1, None),
-             encode_pend(A1, "d", T0 + 10))    # A1 awaits a reply for an input at T0 + 10
-    dev.feed(use(A0, T0 + 5), use(A0, T0 + 30), use(B0, T0 + 40, device="other"))
+             encode_pend(A1, "dev-a", T0 + 10))    # A1 awaits a reply for an input at T0 + 10
+    dev.feed(use(A0, T0 + 5), use(A0, T0 + 30), use(B0, T0 + 40, device="dev-x"))
     assert dev.applied == [(A0, T0 + 5), (B0, T0 + 40)]
-    dev.feed(encode_pend(A1, "d", None))       # its reply is in (and any status change before)
+    dev.feed(encode_pend(A1, "dev-a", None))       # its reply is in (and any status change before)
     assert dev.applied[-1] == (A0, T0 + 30)
 
 
 def test_an_accounts_own_pending_status_does_not_hold_its_own_uses():
     dev = Device()
-    dev.feed(mark(0, None), mark(1, None), encode_pend(A0, "d", T0), use(A0, T0 + 30))
+    dev.feed(mark(0, None), mark(1, None), encode_pend(A0, "dev-a", T0), use(A0, T0 + 30))
     assert dev.applied == [(A0, T0 + 30)]
 
 
@@ -116,12 +117,12 @@ def test_a_partition_that_stopped_announcing_delays_requests_by_hop_wait_ms_only
 
 def test_waiting_requests_and_pending_statuses_survive_a_restart():
     dev = Device()
-    dev.feed(mark(0, None), mark(1, T0), encode_pend(A1, "d", T0 + 10), use(A0, T0 + 30))
+    dev.feed(mark(0, None), mark(1, T0), encode_pend(A1, "dev-a", T0 + 10), use(A0, T0 + 30))
     assert dev.applied == [] and dev.held
     again = Device(held=dev.held, devices=dev.devices)   # a new worker: marks not heard yet
     again.feed(mark(0, None), mark(1, None))
     assert again.applied == []                 # A1 may still change status: still waiting
-    again.feed(encode_pend(A1, "d", None))
+    again.feed(encode_pend(A1, "dev-a", None))
     assert again.applied == [(A0, T0 + 30)] and not again.held
 
 
@@ -133,3 +134,16 @@ def test_the_device_stage_announces_its_own_frontier_to_every_account_partition(
     dmarks = [(o.partition, orjson.loads(o.value)) for o in batch.outputs
               if o.value.startswith(b'["dmark"')]
     assert dmarks == [(0, ["dmark", 0, T0]), (1, ["dmark", 0, T0])]
+
+
+def test_a_partition_announcing_afresh_first_makes_the_device_forget_what_it_said_before():
+    """After a restart the account stage cannot clear a pending status it no longer knows it
+    announced; its `reset` drops every notice of its accounts (and only theirs)."""
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, None), encode_pend(A1, "dev-a", T0), encode_pend(A0, "dev-a", T0))
+    dev.feed(encode_reset(1), use(B0, T0 + 30))
+    assert dev.applied == []                       # A0 (partition 0) is still pending
+    assert dev.stage.pending == {"dev-a": {A0: T0}}
+    assert not any(A1.encode() in key for key in dev.held)
+    dev.feed(encode_reset(0))
+    assert dev.applied == [(B0, T0 + 30)]
