@@ -278,6 +278,7 @@ class ReplayComparison:
     exact: int              # accounts without cross-key triggers, all identical to replay
     cross_key: int          # accounts with a cross-key trigger (live or replay)
     differing_cross_key: int
+    differences: list[str] = field(default_factory=list)  # the first one of each such account
 
 
 def compare_with_replay(decisions: list[dict[str, Any]],
@@ -288,7 +289,8 @@ def compare_with_replay(decisions: list[dict[str, Any]],
     cross_key = {a for a, ds in {**got, **want}.items()
                  if any(set(d["triggers"]) & CROSS_KEY for d in ds)}
     exact = differing = 0
-    for account in set(got) | set(want):
+    differences = []
+    for account in sorted(set(got) | set(want)):
         actual = [tuple(d[k] for k in COMPARED) for d in got.get(account, [])]
         wanted = [tuple(d[k] for k in COMPARED) for d in want.get(account, [])]
         if account not in cross_key:
@@ -296,4 +298,5 @@ def compare_with_replay(decisions: list[dict[str, Any]],
             exact += 1
         elif actual != wanted:
             differing += 1
-    return ReplayComparison(exact, len(cross_key), differing)
+            differences.append(_first_difference(account, actual, wanted))
+    return ReplayComparison(exact, len(cross_key), differing, differences)
