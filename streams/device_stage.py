@@ -5,18 +5,22 @@ own order; after a restart or under lag the account partitions are at
 different event times. Applied in arrival order, a use at 12:00 from a
 partition that raced ahead could be checked before a restriction at 11:00
 from one still draining its backlog — a `ban_evasion` replay would see is
-missed. So requests wait here, per device partition, until every account
+missed. So requests wait here, in one queue per device, until every account
 partition's *frontier* (the lowest event time it may still send, streams/
 stages.py `AccountStage.frontier`, announced by `mark` messages on the
 device inbox) has reached them, and leave in (ts, account partition, arrival)
 order: a deterministic event-time merge of the account partitions (the
-watermarks of Flink and Kafka Streams, over one internal hop). A request
+watermarks of Flink and Kafka Streams, over one internal hop). A use also
+waits while another account of its device may still change status at an
+older time (`pend` notices: an input of that account awaiting its reply, or
+a lift `ban_evasion` reads); other devices do not wait for it. A request
 waits at most `hop_wait_ms` of wall time, so a partition that stopped
 announcing (its worker gone) delays the others but cannot stop them.
 
-Waiting requests are kept in the `device-held` table, written with the batch
-that holds them and deleted with the one that applies them, so a crash
-leaves each either held or applied (its offset is acked either way).
+Waiting requests and pending notices are kept in the `device-held` table,
+written with the batch that holds them and deleted with the one that applies
+them, so a crash leaves each either held or applied (its offset is acked
+either way) and the log re-read after it rebuilds the rest in order.
 """
 
 from __future__ import annotations
