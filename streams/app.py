@@ -153,12 +153,10 @@ class Warden:
             if not self.recovered:
                 return
             assigned = self._assigned_account_partitions()
-            # frontiers that moved with no batch (a backlog appeared, or partitions were just
-            # assigned: a device partition's new owner has none), and requests that waited
-            # WARDEN_HOP_WAIT_MS for one
-            await self.produce(self.account_stage.marks(assigned))
-            await self.commit(self.device_stage.release_due(self._assigned_device_partitions()))
-            await self.commit(self.account_stage.open_gates(assigned))
+            # the event-time merge's work no batch started: frontiers that moved, requests
+            # and lifts that waited WARDEN_HOP_WAIT_MS (ticks: the stages' own batches do it)
+            await self.produce(self.account_stage.merge_ticks(assigned))
+            await self.produce(self.device_stage.due_ticks(self._assigned_device_partitions()))
             self._gauge_held()
             self.account_stage.report_lag(assigned)
             stalled = self.account_stage.stalled(assigned, after_ms=self.settings.stall_s * 1000)

@@ -83,6 +83,7 @@ class DeviceStage:
         self.clocks: dict[int, int] = {}  # only ages out old entries; need not survive restarts
         self._cursor = 0
         self.account_inbox = names.account_inbox
+        self.device_inbox = names.device_inbox
         # device partition -> account partition -> its last frontier (UNBOUNDED for None)
         self.heard: dict[int, dict[int, int]] = {}
         # device partition -> device id -> held requests (see `_hold`)
@@ -108,6 +109,8 @@ class DeviceStage:
                 self.heard.setdefault(rec.partition, {})[source] = (
                     UNBOUNDED if frontier is None else frontier)
                 continue
+            if value.startswith(b'["tick"'):
+                continue  # (the partition is touched: `_release` runs for it)
             if value.startswith(b'["reset"'):
                 self._forget_pending(rec.partition, orjson.loads(value)[1], batch)
                 continue
@@ -135,13 +138,26 @@ class DeviceStage:
         return batch
 
     def release_due(self, partitions: Iterable[int]) -> Batch:
-        """Requests that waited `hop_wait_ms` (timer): no record may come to release them;
-        and frontiers that moved with no batch (partitions just assigned)."""
+        """A batch with no records: requests that waited `hop_wait_ms`, and frontiers that
+        moved with no batch (partitions just assigned)."""
         batch = Batch()
         partitions = list(partitions)
         self._release(partitions, batch)
         batch.outputs.extend(self.marks(partitions))
         return batch
+
+    def due_ticks(self, partitions: Iterable[int]) -> list[Output]:
+        """A tick for each partition with a request that waited `hop_wait_ms`, or a frontier
+        not announced yet: the batch it starts releases or announces it (device records
+        change only in the stage's own batches, never from a timer racing one)."""
+        now = self.wall_ms()
+        out = []
+        for partition in partitions:
+            queues = self._queues_of(partition)
+            if partition not in self._dmarks_sent or any(
+                    now - q[0][3] >= self.hop_wait_ms for q in queues.values()):
+                out.append(Output(self.device_inbox, None, b'["tick"]', partition))
+        return out
 
     def frontier(self, partition: int) -> int | None:
         """The lowest event time this device partition may still answer or notify at (None:

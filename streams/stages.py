@@ -172,10 +172,9 @@ class AccountStage:
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
-        if work.device_marks:  # only now: notices earlier in the batch went first
-            self.device_marks.update(work.device_marks)
-            for partition in sorted({r.partition for r in records}):
-                work.open_gates(partition)
+        self.device_marks.update(work.device_marks)  # only now: notices in the batch went first
+        for partition in sorted({r.partition for r in records}):
+            work.open_gates(partition)
         work.finish()
         if align.align_ms > 0:
             for partition, held in align.waiting().items():
@@ -256,13 +255,17 @@ class AccountStage:
         """The lowest event time a `DeviceMatched` may still come at, over device partitions."""
         return min(self.device_marks.get(q, UNKNOWN) for q in range(self.partitions))
 
-    def open_gates(self, partitions: Iterable[int]) -> Batch:
-        """Lifts that waited `gate_wait_ms` for the device stage's frontier (timer)."""
-        work = _Work(self)
-        for partition in partitions:
-            work.open_gates(partition)
-        work.finish()
-        return work.batch
+    def merge_ticks(self, assigned: Iterable[int]) -> list[Output]:
+        """A tick (timer) for each partition whose frontier moved with no batch (a backlog
+        appeared, or it was just assigned) or with a lift that waited `gate_wait_ms` for the
+        device stage: the batch it starts announces the frontier or opens the gate. Only
+        the stage's own batches write records and notices: a timer sending them could race
+        a batch between its processing and its produce, and overtake its requests."""
+        now = self.wall_ms()
+        return [Output(self.account_inbox, None, encode_tick(self.clock(p) or 0), p)
+                for p in assigned
+                if self._marks_sent.get(p, _UNSENT) != self.frontier(p)
+                or any(now - since >= self.gate_wait_ms for _, since in self.gates(p).values())]
     def announce(self, partition: int, key: bytes, record: AccountRecord,
                  since: int | None) -> list[Output]:
         """`pend` notices to the account's devices when the time it may still change status

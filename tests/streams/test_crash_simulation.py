@@ -169,10 +169,9 @@ def run(inputs, *, seed: int, crash_every: int | None, backlog: bool = False,
             for out in bus.account.alignment_ticks(range(PARTITIONS)):
                 bus.append(out.topic, out.key, out.value, out.partition)
         if steps % 10 == 0:  # the idle clock: frontiers again, requests that waited too long
-            for out in bus.account.marks(range(PARTITIONS), every=True):
+            for out in [*bus.account.merge_ticks(range(PARTITIONS)),
+                        *bus.device.due_ticks(range(PARTITIONS))]:
                 bus.append(out.topic, out.key, out.value, out.partition)
-            bus.apply(bus.device.release_due(range(PARTITIONS)))
-            bus.apply(bus.account.open_gates(range(PARTITIONS)))
         if steps % 7 == 0:
             bus.commit_offsets()
         if crash_every and rng.randrange(crash_every) == 0:
