@@ -157,7 +157,6 @@ class Warden:
             # and lifts that waited WARDEN_HOP_WAIT_MS (ticks: the stages' own batches do it)
             await self.produce(self.account_stage.merge_ticks(assigned))
             await self.produce(self.device_stage.due_ticks(self._assigned_device_partitions()))
-            self._gauge_held()
             self.account_stage.report_lag(assigned)
             stalled = self.account_stage.stalled(assigned, after_ms=self.settings.stall_s * 1000)
             if stalled and not self.stalled:

@@ -66,6 +66,11 @@ def encode_device_mark(partition: int, frontier: int | None) -> bytes:
     return orjson.dumps(["dmark", partition, frontier])
 
 
+def _notice_key(partition: int, device_id: str, account_id: str) -> bytes:
+    """`device-held` key of a pending notice (`_queues_of` reads them back)."""
+    return b"%d:p:%s\x00%s" % (partition, device_id.encode(), account_id.encode())
+
+
 class DeviceStage:
     """The device-keyed stage: accounts on a device, and the device triggers."""
 
@@ -126,24 +131,14 @@ class DeviceStage:
                     pending[account_id] = ts
                 # kept with the requests: after a crash the log is re-read from the
                 # committed offset only, and marks after it assume the notices before it
-                key = b"%d:p:%s\x00%s" % (rec.partition, device_id.encode(), account_id.encode())
-                batch.writes[("device-held", key)] = (rec.partition,
-                                                      None if ts is None else b"%d" % ts)
+                batch.writes[("device-held", _notice_key(rec.partition, device_id, account_id))] = (
+                    rec.partition, None if ts is None else b"%d" % ts)
                 continue
             msg = codec.decode_message(value)
             assert isinstance(msg, AccountOnDevice), type(msg)
             self._hold(rec.partition, msg, value)
         self._release(touched, batch)
         batch.outputs.extend(self.marks(touched))
-        return batch
-
-    def release_due(self, partitions: Iterable[int]) -> Batch:
-        """A batch with no records: requests that waited `hop_wait_ms`, and frontiers that
-        moved with no batch (partitions just assigned)."""
-        batch = Batch()
-        partitions = list(partitions)
-        self._release(partitions, batch)
-        batch.outputs.extend(self.marks(partitions))
         return batch
 
     def due_ticks(self, partitions: Iterable[int]) -> list[Output]:
@@ -247,8 +242,8 @@ class DeviceStage:
             for account_id in [a for a in pending
                                if partition_of(a.encode(), self.partitions) == source]:
                 del pending[account_id]
-                key = b"%d:p:%s\x00%s" % (partition, device_id.encode(), account_id.encode())
-                batch.writes[("device-held", key)] = (partition, None)
+                batch.writes[("device-held", _notice_key(partition, device_id, account_id))] = (
+                    partition, None)
             if not pending:
                 del self.pending[device_id]
 

@@ -173,13 +173,14 @@ class AccountStage:
         for item in parsed:
             work.apply(*item[2:])
         self.device_marks.update(work.device_marks)  # only now: notices in the batch went first
-        for partition in sorted({r.partition for r in records}):
+        partitions = sorted({r.partition for r in records})
+        for partition in partitions:
             work.open_gates(partition)
         work.finish()
         if align.align_ms > 0:
             for partition, held in align.waiting().items():
                 self.metrics.aligning.labels(str(partition)).set(held)
-        work.batch.outputs.extend(self.marks(sorted({r.partition for r in records})))
+        work.batch.outputs.extend(self.marks(partitions))
         return work.batch
 
     def _aligned(self, work: _Work, parsed: list[tuple[int, int, Record, object]],
@@ -266,6 +267,7 @@ class AccountStage:
                 for p in assigned
                 if self._marks_sent.get(p, _UNSENT) != self.frontier(p)
                 or any(now - since >= self.gate_wait_ms for _, since in self.gates(p).values())]
+
     def announce(self, partition: int, key: bytes, record: AccountRecord,
                  since: int | None) -> list[Output]:
         """`pend` notices to the account's devices when the time it may still change status
@@ -304,7 +306,8 @@ class AccountStage:
         return [Output(self.device_inbox, None, value, q) for q in range(self.partitions)]
 
     def announce_pending(self, partitions: Iterable[int]) -> list[Output]:
-        """`pend` notices not sent yet (timer): after a start, for accounts no batch touched."""
+        """`pend` notices not sent yet: after a start or a rebalance, for the accounts no
+        batch has touched since (`marks` sends them before the partition's first mark)."""
         out = []
         for partition in partitions:
             announced = self._announced.setdefault(partition, {})
@@ -328,47 +331,32 @@ class AccountStage:
         """The lowest event time this partition may still send to a device (None: nothing
         holds it back), for the device stage's event-time merge (streams/device_stage.py).
 
-        Requests leave in event-time order except for what is not applied yet: inputs of a
+        Requests leave in event-time order except for inputs not applied yet: those of a
         topic with a backlog (its newest received `ts` bounds the rest, as in `lift_clock`)
-        or held for alignment, and inputs awaiting a reply (the reply may restrict the
-        account: a status change at their `ts`). A caught-up partition with none of these
-        holds nothing back: its next inputs are new. (Nor do its lifts not due yet: live,
-        they fire when its own clock passes them, and holding the other partitions' requests
-        for that clock would stall them whenever it is quiet.)
+        or held for alignment. A caught-up partition holds nothing back: its next inputs
+        are new. (Nor do its lifts not due yet: live, they fire when its own clock passes
+        them, and holding the other partitions' requests for that clock would stall them
+        whenever it is quiet.) An account whose status may still change at an older time (an
+        input awaiting its reply) tells its own devices instead (`announce`): counting it
+        here would hold every device behind a busy account's round trips.
 
         Items parked behind a reply, or a backlog while the partition is paused for replies
         (WARDEN_MAX_IN_FLIGHT), do not count: one older than the request it waits for
-        arrived out of order (already unlike replay), and counting it would hold that request
-        at the device stage until it timed out, the item (or the pause) waiting for the reply
-        meanwhile.
+        arrived out of order (already unlike replay), and a paused backlog cannot move
+        until the very requests it would hold are answered.
         """
-        times = []
-        align = self.alignment
-        # a paused partition's backlog cannot move until replies come: counting it could hold
-        # the very requests they answer (inputs released past a slow topic by the alignment's
-        # wait limit are out of order already)
-        for topic in () if partition in self.paused else self.names.inputs:
-            key = (topic, partition)
-            received = max(self.topic_offset.get(key, -1), align.received.get(key, -1))
-            end = self.highwater(topic, partition)
-            if end is not None and end <= received + 1:
-                continue
-            times.append(max(self.topic_ts.get(key, -1), align.newest.get(key, -1)))
-        waiting = align.heap(partition)
-        if waiting:
-            times.append(waiting[0][0])
-        return min(times) if times else None
+        return self._unapplied(partition, backlog=partition not in self.paused)
 
-    def marks(self, partitions: Iterable[int], *, every: bool = False) -> list[Output]:
+    def marks(self, partitions: Iterable[int]) -> list[Output]:
         """A `mark` for every device partition from each of `partitions` whose frontier moved
-        since it was last announced (`every`: from each)."""
+        since it was last announced (or that has announced none since it was assigned)."""
         out = []
         for partition in partitions:
             if partition not in self._marks_sent:  # the first since a start or a rebalance:
                 out.extend(self.announce_pending([partition]))  # the device stage knows them
                 out.extend(self._reset(partition))  # (if nothing was announced yet)
             frontier = self.frontier(partition)
-            if not every and self._marks_sent.get(partition, _UNSENT) == frontier:
+            if self._marks_sent.get(partition, _UNSENT) == frontier:
                 continue
             self._marks_sent[partition] = frontier
             value = encode_mark(partition, frontier)
@@ -451,19 +439,26 @@ class AccountStage:
         waiting in the alignment buffer have known times: a lift may fire up to
         the earliest of them (replay fires a lift before an event at its time).
         """
-        held = clock
+        unapplied = self._unapplied(partition, backlog=True)
+        return clock if unapplied is None else min(clock, unapplied)
+
+    def _unapplied(self, partition: int, *, backlog: bool) -> int | None:
+        """The earliest event time of inputs not applied yet, if any may exist: the newest
+        `ts` received from each input topic with records still on the broker (`backlog`),
+        and the earliest input held for alignment."""
+        times = []
         align = self.alignment
-        for topic in self.names.inputs:
+        for topic in self.names.inputs if backlog else ():
             key = (topic, partition)
             received = max(self.topic_offset.get(key, -1), align.received.get(key, -1))
             end = self.highwater(topic, partition)
             if end is not None and end <= received + 1:
                 continue  # everything on the broker has reached this stage
-            held = min(held, max(self.topic_ts.get(key, -1), align.newest.get(key, -1)))
+            times.append(max(self.topic_ts.get(key, -1), align.newest.get(key, -1)))
         waiting = align.heap(partition)
         if waiting:
-            held = min(held, waiting[0][0])
-        return held
+            times.append(waiting[0][0])
+        return min(times) if times else None
 
     def stalled(self, assigned: Iterable[int], *, after_ms: int) -> list[tuple[str, int]]:
         """Input topic-partitions with records waiting on the broker and none handled for

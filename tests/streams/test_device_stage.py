@@ -111,7 +111,8 @@ def test_a_partition_that_stopped_announcing_delays_requests_by_hop_wait_ms_only
     dev.feed(mark(0, None), use(A0, T0))       # nothing ever heard from partition 1
     assert dev.applied == []
     dev.wall += 10_000
-    dev.commit(dev.stage.release_due([0]))
+    [tick] = dev.stage.due_ticks([0])         # the worker's timer
+    dev.feed(tick.value)
     assert dev.applied == [(A0, T0)] and dev.stage.timed_out == 1
 
 

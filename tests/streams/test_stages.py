@@ -51,8 +51,8 @@ class Bus:
         self.decisions: list[dict] = []
         # every partition of both stages announces its frontier, as the worker's timer does
         self._deliver([self.record(o.topic, o.key, o.value, o.partition)
-                       for o in self.account.marks(range(PARTITIONS), every=True)])
-        self._deliver(self.commit(self.device.release_due(range(PARTITIONS))))
+                       for o in [*self.account.marks(range(PARTITIONS)),
+                                 *self.device.due_ticks(range(PARTITIONS))]])
 
     def record(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Record:
         offset = self.offsets.get(topic, 0)
