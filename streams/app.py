@@ -20,6 +20,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from detectors.config import Policy, load_policy
+from streams import envelope
 from streams.consumer import WardenTransport
 from streams.metrics import Metrics
 from streams.projector import Projector
@@ -294,6 +295,10 @@ class Warden:
         if not outputs:
             return
         producer = self.app.producer
+        names = self.settings.topics
+        # one record per inbox partition, not one per message (streams/envelope.py)
+        outputs = envelope.pack(outputs, topics=(names.account_inbox, names.device_inbox),
+                                partitions=self.settings.partitions)
         futures = [await producer.send(o.topic, o.key, o.value, o.partition, None, None)
                    for o in outputs]
         await asyncio.gather(*futures)
@@ -313,9 +318,10 @@ class Warden:
 
 
 def _records(events: Sequence[Any]) -> list[Record]:
+    """The stage's records: one per message, enveloped inbox messages split out."""
     out = []
     for event in events:
         m = event.message
         ts = int(m.timestamp * 1000) if m.timestamp else None
         out.append(Record(m.topic, m.partition, m.offset, m.key, m.value, ts))
-    return out
+    return envelope.unpack(out)
