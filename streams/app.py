@@ -91,6 +91,7 @@ class Warden:
         self.stalled = False
         # account partitions whose inputs wait for replies (shared: it bounds their frontier)
         self.paused: set[int] = self.account_stage.paused
+        self._changelog_sent: list[Any] = []  # changelog writes not awaited yet (`commit`)
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
                         "device-held": self.device_held}
         self._declare_agents()
@@ -304,17 +305,28 @@ class Warden:
         await asyncio.gather(*futures)
 
     async def commit(self, batch: Batch) -> None:
-        """Outputs first, then state: a crash in between repeats identical outputs."""
+        """Outputs first, then state: a crash in between repeats identical outputs.
+
+        State goes to the tables' changelogs straight through the producer, not through
+        `Table.send_changelog`: that queues each write for one background task, and once
+        100 wait Faust's conductor stalls the streams until they drain (issue #5). These
+        sends are awaited by the next commit (a failed one fails the worker there) and
+        flushed before Faust commits offsets, as Faust's own are."""
         await self.produce(batch.outputs)
+        if self._changelog_sent:
+            sent, self._changelog_sent = self._changelog_sent, []
+            await asyncio.gather(*sent)
+        producer = self.app.producer
         for (name, key), (partition, value) in batch.writes.items():
             table = self._tables[name]
             if value is None:
-                if key in table.data:
-                    del table.data[key]
-                    table.send_changelog(partition, key, None, value_serializer="raw")
+                if key not in table.data:
+                    continue
+                del table.data[key]
             else:
                 table.data[key] = value
-                table.send_changelog(partition, key, value)
+            self._changelog_sent.append(await producer.send(
+                table.changelog_topic.get_topic_name(), key, value, partition, None, None))
 
 
 def _records(events: Sequence[Any]) -> list[Record]:
