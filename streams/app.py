@@ -24,8 +24,8 @@ from streams import envelope
 from streams.consumer import WardenTransport
 from streams.metrics import Metrics
 from streams.projector import Projector
-from streams.settings import Settings
 from streams.records import compact
+from streams.settings import Settings
 from streams.stages import AccountStage, Batch, DeviceStage, Output, Record
 
 log = logging.getLogger("warden")
@@ -325,7 +325,7 @@ class Warden:
                     continue
                 del table.data[key]
             else:
-                table.data[key] = compact(value)
+                value = table.data[key] = compact(value)
             self._changelog_sent.append(await producer.send(
                 table.changelog_topic.get_topic_name(), key, value, partition, None, None))
 

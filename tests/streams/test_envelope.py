@@ -12,9 +12,9 @@ from streams.records import Output, Record, partition_of
 INBOX = "warden-device-inbox"
 
 
-def received(outputs: list[Output], partitions: int = 4) -> dict[tuple[str, int | None], list[bytes]]:
+def received(outputs: list[Output], partitions: int = 4) -> dict[tuple[str, int], list[bytes]]:
     """What each partition's consumer reads, message by message, after unpacking."""
-    out: dict[tuple[str, int | None], list[bytes]] = {}
+    out: dict[tuple[str, int], list[bytes]] = {}
     for offset, o in enumerate(outputs):
         partition = o.partition if o.partition is not None else partition_of(o.key or b"",
                                                                             partitions)
