@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from detectors.config import Policy, load_policy
 from streams import envelope
+from streams.batching import BatchingStream
 from streams.consumer import WardenTransport
 from streams.metrics import Metrics
 from streams.projector import Projector
@@ -32,6 +33,9 @@ log = logging.getLogger("warden")
 
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
+# a batch also closes once nothing arrived for this long and nothing more is fetched
+# (streams/batching.py): at 200 events/s p50 298 -> 197 ms, throughput unchanged
+BATCH_QUIET_S = 0.005
 
 
 class Warden:
@@ -73,6 +77,7 @@ class Warden:
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             logging_config=None,
+            Stream=BatchingStream,
         )
         # before anything builds the default one: Faust's consumer with exact commit offsets
         self.app.transport = WardenTransport(self.app.conf.broker_consumer, self.app)
@@ -123,10 +128,14 @@ class Warden:
 
     def _declare_agents(self) -> None:
         app = self.app
+        names = self.settings.topics
+        account_topics = frozenset(names.account_sources)
+        device_topics = frozenset([names.device_inbox])
+        decision_topics = frozenset([names.decisions])
 
         @app.agent(self.account_source, name="account-stage")
         async def account_stage(stream: Any) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            async for events in self._batches(stream, BATCH_MAX, account_topics):
                 records = _records(events)
                 self.metrics.batch_size.observe(len(records))
                 await self.commit(self.account_stage.process(records))
@@ -134,18 +143,25 @@ class Warden:
 
         @app.agent(self.device_source, name="device-stage")
         async def device_stage(stream: Any) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            async for events in self._batches(stream, BATCH_MAX, device_topics):
                 await self.commit(self.device_stage.process(_records(events)))
                 self._gauge_held()
 
         @app.agent(self.decision_source, name="projector")
         async def projector(stream: Any) -> None:
-            async for events in stream.take_events(self.settings.projection_batch,
-                                                   within=BATCH_WITHIN_S):
+            async for events in self._batches(stream, self.settings.projection_batch,
+                                              decision_topics):
                 await self.projector.apply([(e.message.value, e.message.timestamp)
                                             for e in events])
 
         self.agents = (account_stage, device_stage, projector)
+
+    def _batches(self, stream: Any, max_: int, topics: frozenset[str]) -> Any:
+        """Batches of at most `max_` events that close early once the consumer has handed
+        over everything it knows of on `topics` (streams/batching.py)."""
+        consumer: Any = self.app.consumer
+        return stream.take_batches(max_, within=BATCH_WITHIN_S, quiet=BATCH_QUIET_S,
+                                   unread=lambda: consumer.has_unread(topics))
 
     def _declare_lifecycle(self) -> None:
         app = self.app

@@ -27,7 +27,7 @@ handled or skipped, stopping at the first that is neither. Registered by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from typing import Any
 
 from faust.transport.consumer import ensure_TP
@@ -126,6 +126,22 @@ class WardenConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, last + 1)
             elif self._committed_offset.get(tp) is not None:
                 await self.seek(tp, self._committed_offset[tp])
+
+    def has_unread(self, topics: Container[str]) -> bool:
+        """Whether a partition of `topics` that is being read (assigned, not paused) has
+        records past the last one the drain loop handed out, by the high-water mark of
+        its last fetch: more is coming, whether or not it has been fetched yet."""
+        paused = self._paused_partitions
+        for tp in self.assignment():
+            if tp.topic not in topics or tp in paused:
+                continue
+            high = self.highwater(tp)
+            if not high:
+                continue
+            read = self._read_offset.get(tp)
+            if read is None or read + 1 < high:
+                return True
+        return False
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust passes the offset of the record that revealed the gap as `offset_to`

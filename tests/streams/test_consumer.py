@@ -134,3 +134,34 @@ async def test_holding_back_a_partition_seeks_it_to_the_record_after_the_last_ha
     # 42 onwards may sit in the batch being handed out, which skips paused partitions;
     # nothing handed out yet since the last seek: back to the committed offset
     assert sorted(seeks) == [(TOPIC, 42), (other, 7)]
+
+
+# --- whether more is coming for a stream (streams/batching.py) -----------------------------
+def consumer_reading(read: dict[TP, int | None], high: dict[TP, int],
+                     paused: set[TP] = frozenset()) -> WardenConsumer:
+    consumer = object.__new__(WardenConsumer)
+    consumer.assignment = lambda: set(high)
+    consumer.highwater = high.get
+    consumer._read_offset = read
+    consumer._paused_partitions = set(paused)
+    return consumer
+
+
+def test_a_partition_read_up_to_its_high_water_mark_has_nothing_unread():
+    assert not consumer_reading({TOPIC: 41}, {TOPIC: 42}).has_unread({"friend-adds"})
+
+
+def test_a_partition_behind_its_high_water_mark_has_records_unread():
+    assert consumer_reading({TOPIC: 40}, {TOPIC: 42}).has_unread({"friend-adds"})
+    assert consumer_reading({}, {TOPIC: 42}).has_unread({"friend-adds"})  # none read yet
+
+
+def test_paused_partitions_and_other_topics_do_not_count():
+    behind = {TOPIC: 42}
+    assert not consumer_reading({TOPIC: 1}, behind, paused={TOPIC}).has_unread({"friend-adds"})
+    assert not consumer_reading({TOPIC: 1}, behind).has_unread({"room-creations"})
+
+
+def test_an_empty_or_unfetched_partition_has_nothing_unread():
+    assert not consumer_reading({}, {TOPIC: 0}).has_unread({"friend-adds"})
+    assert not consumer_reading({}, {TOPIC: None}).has_unread({"friend-adds"})
