@@ -49,6 +49,7 @@ from perf_live import (
     REPO,
     Lag,
     Worker,
+    cpu_seconds,
     create_topics,
     delete_topics,
     publish,
@@ -163,6 +164,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     applied = done = -1.0
     events = decisions = events0 = settled = settled0 = 0.0
     rss0: list[int] = []
+    cpu0: list[float] = []
     timeline: list[tuple[float, int]] = []  # (s since the first event, inputs settled since)
     profiler: subprocess.Popen[bytes] | None = None
     partial = False
@@ -183,6 +185,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                 if first is None and events > 0:
                     first, events0, settled0 = now, events, settled
                     rss0 = [rss_bytes(w.pid) or 0 for w in ws]
+                    cpu0 = [cpu_seconds(w.pid) or 0.0 for w in ws]
                 if (profile_s > 0 and profiler is None and first is not None
                         and now - first >= run.args.profile_at_s):
                     profiler = start_profiler(run, ws[0].pid, profile_s)
@@ -208,6 +211,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                     break
                 await asyncio.sleep(0.2)
         rss1 = [rss_bytes(w.pid) or 0 for w in ws]
+        cpu1 = [cpu_seconds(w.pid) or 0.0 for w in ws]
     finally:
         for w in ws:
             stop(w.proc)
@@ -223,6 +227,9 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
         note += f"; {int(events - events0):,} consumed"
     result = stage(int(handled), end - first, partial=partial, note=note)
     result["rss_start"], result["rss_end"] = sum(rss0), sum(rss1)
+    # the workers' own CPU time per event handled: steadier than the wall-clock rate here
+    result["cpu_s"] = round(sum(cpu1) - sum(cpu0), 2)
+    result["cpu_us_per_event"] = round(1e6 * result["cpu_s"] / max(1, int(handled)), 1)
     result["env"] = dict(run.extra_env)
     result["timeline"] = timeline
     if crashed:

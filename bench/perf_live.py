@@ -47,6 +47,18 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used (Linux), None once it is gone.
+
+    On a machine shared with the broker and Redis, wall-clock rates swing by a fifth
+    between identical runs; the worker's own CPU time per event moves far less."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- topics ------------------------------------------------------------------------------
 async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

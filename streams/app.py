@@ -23,6 +23,7 @@ from detectors.config import Policy, load_policy
 from streams import envelope
 from streams.batching import BatchingStream
 from streams.consumer import WardenTransport
+from streams.memory import HeapTrim
 from streams.metrics import Metrics
 from streams.projector import Projector
 from streams.records import compact
@@ -98,6 +99,8 @@ class Warden:
         # account partitions whose inputs wait for replies (shared: it bounds their frontier)
         self.paused: set[int] = self.account_stage.paused
         self._changelog_sent: list[Any] = []  # changelog writes not awaited yet (`commit`)
+        self._commits = 0  # batches committed: work done, for `heap_trim`
+        self.heap_trim = HeapTrim()
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
                         "device-held": self.device_held}
         self._declare_agents()
@@ -177,6 +180,7 @@ class Warden:
             await self.produce(self.account_stage.merge_ticks(assigned))
             await self.produce(self.device_stage.due_ticks(self._assigned_device_partitions()))
             self.account_stage.report_lag(assigned)
+            self.heap_trim(asyncio.get_running_loop().time(), self._commits)
             stalled = self.account_stage.stalled(assigned, after_ms=self.settings.stall_s * 1000)
             if stalled and not self.stalled:
                 log.error("stalled: records waiting on %s, none handled for %d s",
@@ -329,6 +333,7 @@ class Warden:
         100 wait Faust's conductor stalls the streams until they drain (issue #5). These
         sends are awaited by the next commit (a failed one fails the worker there) and
         flushed before Faust commits offsets, as Faust's own are."""
+        self._commits += 1
         await self.produce(batch.outputs)
         if self._changelog_sent:
             sent, self._changelog_sent = self._changelog_sent, []

@@ -36,12 +36,28 @@ class BatchingStream(faust.Stream):
         says more is already waiting for the stream. Events are acked once the caller
         has handled the list (its next iteration)."""
         events: list[EventT] = []
-        arrived = asyncio.Event()   # set when an event lands in an empty batch
         full = asyncio.Event()
         consumed = asyncio.Event()
         consuming: asyncio.Future[None] | None = None
         enable_acks = self.enable_acks
         loop = asyncio.get_running_loop()
+        # what the batch loop sleeps on: a first event or a full batch wakes it early (a
+        # plain future and timer, as mode's wait builds three futures per call)
+        wake: asyncio.Future[None] | None = None
+
+        def rouse() -> None:
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+
+        async def pause(seconds: float) -> None:
+            nonlocal wake
+            wake = loop.create_future()
+            timer = loop.call_later(seconds, rouse)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                wake = None
 
         async def add(value: Any) -> Any:
             nonlocal consuming
@@ -56,9 +72,10 @@ class BatchingStream(faust.Stream):
                     raise RuntimeError("take_batches found no current event")
                 events.append(event)
                 if len(events) == 1:
-                    arrived.set()
+                    rouse()
                 if len(events) >= max_:
                     full.set()
+                    rouse()
                     consumed.clear()
                     await self.wait(consumed)  # never more than max_ in a batch
             except asyncio.CancelledError:
@@ -74,8 +91,7 @@ class BatchingStream(faust.Stream):
         try:
             while not self.should_stop:
                 if not events:
-                    # (mode's wait also reports a timeout as "stopped": hence should_stop)
-                    await self.wait_for_stopped(arrived, timeout=within)
+                    await pause(within)  # then look at should_stop again
                     continue
                 closes = loop.time() + within
                 while not full.is_set():
@@ -83,7 +99,7 @@ class BatchingStream(faust.Stream):
                     left = closes - loop.time()
                     if left <= 0:
                         break
-                    await self.wait_for_stopped(full, timeout=min(quiet, left))
+                    await pause(min(quiet, left))
                     if len(events) == seen and not unread():
                         break  # quiet: the consumer has nothing more for now
                 consuming = loop.create_future()
@@ -92,7 +108,6 @@ class BatchingStream(faust.Stream):
                 finally:
                     batch = list(events)
                     events.clear()
-                    arrived.clear()
                     for event in batch:
                         await self.ack(event)
                     if not consuming.done():

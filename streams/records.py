@@ -3,6 +3,7 @@ record of the account stage (state + applied ids + inputs parked behind cross-ke
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +54,12 @@ def by_time(item: tuple[int, int, Record, object]) -> tuple[int, int]:
     return item[0], item[1]
 
 
+@functools.lru_cache(maxsize=16_384)
 def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as Java and aiokafka)."""
+    """The partition Kafka's default partitioner gives `key` (murmur2, as Java and aiokafka).
+
+    Cached: aiokafka's murmur2 is pure Python, and the stages route every internal message
+    by key (3% of the worker's time, bench/perf.py's profile); active keys repeat."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
