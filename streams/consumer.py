@@ -17,6 +17,9 @@ commit, hundreds behind what it had handled):
 3. The head check lets a commit pass the record at the committed offset itself
    when only it is missing (faust-streaming/faust#606).
 
+Also, seeks run on the consumer's thread (Faust runs them on the caller's, racing
+the fetcher: see `_seek`).
+
 Here: records fetched before a seek are not handed out (the rest of that batch is
 re-fetched from where the seek left the position); a gap covers only the offsets
 the broker skipped (compaction, transaction markers), never the record after it;
@@ -102,6 +105,15 @@ class WardenConsumer(faust_aiokafka.Consumer):
             self._read_offset[tp] = offset - 1 if has_offset else None
             if offset is not None:
                 self._committed_offset[tp] = offset if has_offset else None
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """aiokafka's seek, run on the consumer's own thread. Faust calls it from the
+        event loop's thread, where it drops the partition's fetched records while the
+        consumer thread may be handing them out: `KeyError` in aiokafka's
+        `Fetcher.fetched_records`, and the worker stopped (seen in bench/perf.py's
+        idle-memory phase, where back-pressure holds partitions back and seeks them)."""
+        thread = self._thread
+        await thread.call_thread(thread._ensure_consumer().seek, partition, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         self._seeks += 1

@@ -1,5 +1,7 @@
 """The committable offset (streams/consumer.py): never past a record not yet handled."""
 
+from types import SimpleNamespace
+
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -165,3 +167,29 @@ def test_paused_partitions_and_other_topics_do_not_count():
 def test_an_empty_or_unfetched_partition_has_nothing_unread():
     assert not consumer_reading({}, {TOPIC: 0}).has_unread({"friend-adds"})
     assert not consumer_reading({}, {TOPIC: None}).has_unread({"friend-adds"})
+
+
+@pytest.mark.asyncio
+async def test_a_seek_runs_on_the_consumer_thread_not_beside_its_fetcher():
+    calls: list[tuple[object, tuple]] = []
+
+    class Thread:
+        class Client:
+            def seek(self, tp, offset):
+                raise AssertionError("called on the event loop's thread")
+
+        client = Client()
+
+        def _ensure_consumer(self):
+            return self.client
+
+        async def call_thread(self, fn, *args):
+            calls.append((fn, args))
+
+    consumer = object.__new__(WardenConsumer)
+    consumer._thread = Thread()
+    consumer._read_offset = {}
+    consumer.log = SimpleNamespace(dev=lambda *args: None)
+    await consumer.seek(TOPIC, 42)
+    assert calls == [(consumer._thread.client.seek, (TOPIC, 42))]
+    assert consumer._read_offset[TOPIC] == 41
