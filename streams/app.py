@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from detectors.config import Policy, load_policy
 from streams import envelope
 from streams.batching import BatchingStream
-from streams.consumer import WardenTransport
+from streams.consumer import WardenConsumer, WardenTransport
 from streams.memory import HeapTrim
 from streams.metrics import Metrics
 from streams.projector import Projector
@@ -75,6 +75,7 @@ class Warden:
             consumer_auto_offset_reset="earliest",
             stream_publish_on_commit=False,
             broker_commit_every=1000,
+            broker_max_poll_records=1000,  # a batch handed out before the inboxes are looked at
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             logging_config=None,
@@ -82,6 +83,9 @@ class Warden:
         )
         # before anything builds the default one: Faust's consumer with exact commit offsets
         self.app.transport = WardenTransport(self.app.conf.broker_consumer, self.app)
+        # the inboxes' records are handed out before the input backlog's (PriorityConsumerThread)
+        self.app.transport.Consumer = type("Consumer", (WardenConsumer,), {
+            "priority_topics": frozenset([s.topics.account_inbox, s.topics.device_inbox])})
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
         self._declare_topics()
         self._declare_tables()
@@ -274,7 +278,7 @@ class Warden:
                 continue
             try:
                 position = await self.app.consumer.position(tp)
-            except Exception:  # noqa: BLE001 - a missing position only delays lifts
+            except Exception:
                 continue
             if position is not None:
                 key = (tp.topic, tp.partition)

@@ -61,10 +61,43 @@ def committable_offset(committed: int | None, acked: Iterable[int],
     return offset if offset > start else None
 
 
+class PriorityConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """aiokafka's fetched records with the internal inboxes' first.
+
+    aiokafka hands out buffered records partition by partition in the order their
+    fetches arrived, and Faust's drain loop hands a whole batch to the agents before it
+    asks for the next. During a backlog the input partitions hold tens of thousands of
+    fetched records, and an inbox record (a device answer the account stage waits for)
+    fetched after them waited until all of them were handed out: the device stage's first
+    batch came 5 s after the account stage's, and its later ones seconds apart (issue
+    #5). Here whatever is ready for `priority` topics comes first, and a batch holds at
+    most `broker_max_poll_records`, so an inbox record waits for one such batch at most."""
+
+    priority: frozenset[str] = frozenset()
+
+    async def _fetch_records(self, consumer: Any, active_partitions: set[TP],
+                             timeout: float | None = None,
+                             max_records: int | None = None) -> Any:
+        first = {tp for tp in active_partitions if tp.topic in self.priority}
+        ready = await super()._fetch_records(consumer, first, 0, None) if first else None
+        if not ready:  # as aiokafka: wait up to `timeout` for any partition
+            return await super()._fetch_records(consumer, active_partitions, timeout,
+                                                max_records)
+        rest = await super()._fetch_records(consumer, active_partitions - first, 0,
+                                            max_records)
+        return {**ready, **rest}
+
+
 class WardenConsumer(faust_aiokafka.Consumer):
     """See the module docstring: seek-safe hand-out and exact commit offsets."""
 
     _seeks = 0  # bumped around every seek: a batch fetched across one is stale
+    priority_topics: frozenset[str] = frozenset()  # set by the app: its inboxes
+
+    def _new_consumer_thread(self) -> PriorityConsumerThread:
+        thread = PriorityConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.priority = self.priority_topics
+        return thread
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         seeks = self._seeks
