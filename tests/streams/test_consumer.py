@@ -7,7 +7,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.consumer import WardenConsumer, committable_offset
+from streams.consumer import PriorityConsumerThread, WardenConsumer, committable_offset
 
 
 def gaps(*spans: tuple[int, int]) -> IntervalTree:
@@ -193,3 +193,37 @@ async def test_a_seek_runs_on_the_consumer_thread_not_beside_its_fetcher():
     await consumer.seek(TOPIC, 42)
     assert calls == [(consumer._thread.client.seek, (TOPIC, 42))]
     assert consumer._read_offset[TOPIC] == 41
+
+
+# --- the inboxes' records before the input backlog's ---------------------------------------
+INBOX = TP("warden-device-inbox", 0)
+
+
+def thread_over(monkeypatch, buffered: dict[TP, list[int]]):
+    """A PriorityConsumerThread whose fetcher holds `buffered`; returns it and its calls."""
+    calls: list[tuple[set[TP], float | None, int | None]] = []
+
+    async def fetched(self, consumer, partitions, timeout=None, max_records=None):
+        calls.append((set(partitions), timeout, max_records))
+        return {tp: buffered[tp] for tp in partitions if buffered.get(tp)}
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", fetched)
+    thread = object.__new__(PriorityConsumerThread)
+    thread.priority = frozenset({INBOX.topic})
+    return thread, calls
+
+
+@pytest.mark.asyncio
+async def test_ready_inbox_records_come_first_and_the_backlog_is_not_waited_for(monkeypatch):
+    thread, calls = thread_over(monkeypatch, {TOPIC: [1, 2], INBOX: [7]})
+    records = await thread._fetch_records(None, {TOPIC, INBOX}, timeout=1.0, max_records=500)
+    assert list(records) == [INBOX, TOPIC]
+    assert calls == [({INBOX}, 0, None), ({TOPIC}, 0, 500)]
+
+
+@pytest.mark.asyncio
+async def test_with_no_inbox_record_ready_it_waits_for_any_partition_as_aiokafka(monkeypatch):
+    thread, calls = thread_over(monkeypatch, {TOPIC: [1, 2]})
+    records = await thread._fetch_records(None, {TOPIC, INBOX}, timeout=1.0, max_records=500)
+    assert records == {TOPIC: [1, 2]}
+    assert calls[-1] == ({TOPIC, INBOX}, 1.0, 500)
