@@ -278,7 +278,7 @@ class Warden:
                 continue
             try:
                 position = await self.app.consumer.position(tp)
-            except Exception:
+            except Exception:  # a missing position only delays lifts
                 continue
             if position is not None:
                 key = (tp.topic, tp.partition)
