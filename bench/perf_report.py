@@ -158,6 +158,9 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  {name}: the worker crashed: {s['crashed']}")
         if s.get("env"):
             lines.append(f"  {name}: worker run with {s['env']}")
+        if s.get("cpu_us_per_event") is not None:
+            lines.append(f"  {name}: worker CPU {s['cpu_s']:,.1f} s, "
+                         f"{s['cpu_us_per_event']:,.0f} us per event")
     r = ratios(result)
     lines += ["", "ratios: " + "   ".join(f"{k} = {_num(v, '.3f')}" for k, v in r.items())]
     for phase in result.get("latency") or ():
