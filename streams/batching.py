@@ -36,7 +36,6 @@ class BatchingStream(faust.Stream):
         says more is already waiting for the stream. Events are acked once the caller
         has handled the list (its next iteration)."""
         events: list[EventT] = []
-        full = asyncio.Event()
         consumed = asyncio.Event()
         consuming: asyncio.Future[None] | None = None
         enable_acks = self.enable_acks
@@ -74,7 +73,6 @@ class BatchingStream(faust.Stream):
                 if len(events) == 1:
                     rouse()
                 if len(events) >= max_:
-                    full.set()
                     rouse()
                     consumed.clear()
                     await self.wait(consumed)  # never more than max_ in a batch
@@ -94,7 +92,7 @@ class BatchingStream(faust.Stream):
                     await pause(within)  # then look at should_stop again
                     continue
                 closes = loop.time() + within
-                while not full.is_set():
+                while len(events) < max_:
                     seen = len(events)
                     left = closes - loop.time()
                     if left <= 0:
@@ -112,7 +110,6 @@ class BatchingStream(faust.Stream):
                         await self.ack(event)
                     if not consuming.done():
                         consuming.set_result(None)
-                    full.clear()
                     consumed.set()
         finally:
             self.enable_acks = enable_acks
