@@ -197,15 +197,21 @@ async def test_a_seek_runs_on_the_consumer_thread_not_beside_its_fetcher():
 
 # --- the inboxes' records before the input backlog's ---------------------------------------
 INBOX = TP("warden-device-inbox", 0)
+CHANGELOG = TP("warden-accounts-changelog", 0)
 
 
-def thread_over(monkeypatch, buffered: dict[TP, list[int]]):
-    """A PriorityConsumerThread whose fetcher holds `buffered`; returns it and its calls."""
+def thread_over(monkeypatch, buffered: dict[TP, list[int]], *, while_waiting=lambda: None):
+    """A PriorityConsumerThread whose fetcher holds `buffered`; returns it and its calls.
+    The fetcher drains as aiokafka's does: the partitions in the set it was given when the
+    records arrive (after `while_waiting`, for a fetch that waits), every one if it is empty."""
     calls: list[tuple[set[TP], float | None, int | None]] = []
 
     async def fetched(self, consumer, partitions, timeout=None, max_records=None):
         calls.append((set(partitions), timeout, max_records))
-        return {tp: buffered[tp] for tp in partitions if buffered.get(tp)}
+        if timeout:
+            while_waiting()
+        return {tp: records for tp, records in buffered.items()
+                if records and (not partitions or tp in partitions)}
 
     monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", fetched)
     thread = object.__new__(PriorityConsumerThread)
@@ -227,3 +233,70 @@ async def test_with_no_inbox_record_ready_it_waits_for_any_partition_as_aiokafka
     records = await thread._fetch_records(None, {TOPIC, INBOX}, timeout=1.0, max_records=500)
     assert records == {TOPIC: [1, 2]}
     assert calls[-1] == ({TOPIC, INBOX}, 1.0, 500)
+
+
+@pytest.mark.asyncio
+async def test_with_only_inbox_partitions_active_nothing_else_is_drained(monkeypatch):
+    thread, _ = thread_over(monkeypatch, {TOPIC: [1, 2], INBOX: [7]})
+    records = await thread._fetch_records(None, {INBOX}, timeout=1.0, max_records=500)
+    assert records == {INBOX: [7]}
+
+
+@pytest.mark.asyncio
+async def test_a_fetch_whose_partitions_are_all_paused_while_it_waits_drains_nothing(monkeypatch):
+    """Faust's live set of active partitions, emptied by a pause during the wait (after a
+    restart's recovery), read as "every partition" by aiokafka: the held-back input
+    partition's records were drained, skipped by Faust as inactive, and lost."""
+    active = {CHANGELOG}
+    thread, _ = thread_over(monkeypatch, {TOPIC: [1, 2], CHANGELOG: []},
+                            while_waiting=active.clear)
+    assert await thread._fetch_records(None, active, timeout=1.0, max_records=500) == {}
+
+
+# --- after a rebalance, stream partitions are read once Faust has emptied the buffers ------
+def consumer_in(*, rebalancing: bool) -> WardenConsumer:
+    consumer = object.__new__(WardenConsumer)
+    consumer.app = SimpleNamespace(rebalancing=rebalancing,
+                                   tables=SimpleNamespace(changelog_topics={CHANGELOG.topic}))
+    consumer._active_partitions = set()
+    consumer._paused_partitions = {TOPIC, INBOX, CHANGELOG}
+    consumer._buffered_partitions = set()
+    consumer.can_resume_flow = SimpleNamespace(set=lambda: None)
+    consumer.suspend_flow = SimpleNamespace(clear=lambda: None)
+    return consumer
+
+
+def test_stream_partitions_resumed_during_a_rebalance_wait_for_the_flow():
+    """Faust resumes them, seeks to the committed offsets, then resumes the flow, which
+    empties the streams' buffers: records handed out before that were lost with them."""
+    consumer = consumer_in(rebalancing=True)
+    consumer.resume_partitions({TOPIC, INBOX, CHANGELOG})
+    assert consumer._active_partitions == {CHANGELOG}  # recovery reads it now
+    consumer.resume_flow()
+    assert consumer._active_partitions == {TOPIC, INBOX, CHANGELOG}
+    assert consumer._paused_partitions == set()
+
+
+def test_outside_a_rebalance_partitions_resume_at_once():
+    consumer = consumer_in(rebalancing=False)
+    consumer.resume_partitions({TOPIC})
+    assert consumer._active_partitions == {TOPIC}
+
+
+def test_a_partition_paused_again_before_the_flow_resumes_stays_paused():
+    consumer = consumer_in(rebalancing=True)
+    consumer.resume_partitions({TOPIC, INBOX})
+    consumer.pause_partitions({TOPIC})  # e.g. the next rebalance began
+    consumer.resume_flow()
+    assert consumer._active_partitions == {INBOX}
+    assert TOPIC in consumer._paused_partitions
+
+
+def test_a_drained_buffer_does_not_reactivate_a_paused_partition():
+    consumer = consumer_in(rebalancing=True)
+    consumer._buffered_partitions = {TOPIC, INBOX}
+    consumer._paused_partitions = {TOPIC}
+    consumer.on_buffer_drop(TOPIC)
+    consumer.on_buffer_drop(INBOX)
+    assert consumer._active_partitions == {INBOX}
+    assert consumer._buffered_partitions == set()
