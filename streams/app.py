@@ -85,7 +85,8 @@ class Warden:
         self.app.transport = WardenTransport(self.app.conf.broker_consumer, self.app)
         # the inboxes' records are handed out before the input backlog's (PriorityConsumerThread)
         self.app.transport.Consumer = type("Consumer", (WardenConsumer,), {
-            "priority_topics": frozenset([s.topics.account_inbox, s.topics.device_inbox])})
+            "priority_topics": frozenset([s.topics.account_inbox, s.topics.device_inbox]),
+            "on_skipped": staticmethod(self._offsets_skipped)})
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
         self._declare_topics()
         self._declare_tables()
@@ -286,6 +287,11 @@ class Warden:
                 stage.topic_offset[key] = max(position - 1, stage.topic_offset.get(key, -1))
                 received = stage.alignment.received
                 received[key] = max(position - 1, received.get(key, -1))
+
+    def _offsets_skipped(self, tp: TP, first: int, last: int) -> None:
+        self.metrics.skipped_offsets.inc(last - first + 1)
+        log.warning("consumer passed offsets %d..%d of %s[%d] without handling them",
+                    first, last, tp.topic, tp.partition)
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """End offset the consumer last heard of for an input partition (None: not fetched)."""

@@ -55,6 +55,10 @@ class Metrics:
         self.aligning = Gauge("warden_alignment_held",
                               "Inputs waiting for the other input topics to reach their event time",
                               ["partition"], registry=registry)
+        self.skipped_offsets = Counter("warden_consumer_skipped_offsets_total",
+                                       "Offsets of Warden's topics the consumer passed without "
+                                       "handling them (expected: 0; see the worker's log)",
+                                       registry=registry)
         self.align_timeouts = Counter("warden_alignment_timeouts_total",
                                       "Inputs released after waiting WARDEN_ALIGN_MS for a quiet "
                                       "input topic", registry=registry)

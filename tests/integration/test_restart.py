@@ -24,6 +24,7 @@ order, by the next (streams/consumer.py `resume_partitions` and `Drainable`).
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import threading
 import time
@@ -100,6 +101,7 @@ class CrashedRun:
     expected: list[dict[str, Any]]   # `warden replay` of the same input
     redis_digest: str
     workload: list[Any]
+    skipped: float  # offsets the last started worker passed without handling them
 
 
 def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: list[Any], *,
@@ -165,6 +167,7 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
             worker.dump_tasks()  # py-spy and task dumps into the worker log
             raise AssertionError(f"{exc}; not committed yet: {LAST_LAG}") from exc
         say("drained")
+        skipped = skipped_offsets(worker)
         total = decided()
         raw = asyncio.run(TopicReader(bootstrap, decisions_topic, PARTITIONS)
                           .read_until(lambda v: len(v) >= total, timeout=90, quiet_s=20))
@@ -173,7 +176,16 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
     repeats = len(raw) - len(decisions)
     print(f"{len(raw)} decisions on the log, {len(decisions)} distinct, {repeats} repeats; "
           f"replay has {len(expected)}")
-    return CrashedRun(raw, decisions, expected, digest, workload)
+    return CrashedRun(raw, decisions, expected, digest, workload, skipped)
+
+
+def skipped_offsets(worker: Any) -> float:
+    """`warden_consumer_skipped_offsets_total` of the running (last started) worker."""
+    text = worker.http("/metrics")[1]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    found = re.search(r"^warden_consumer_skipped_offsets_total (\S+)$", text, re.MULTILINE)
+    assert found, "the worker exports warden_consumer_skipped_offsets_total"
+    return float(found.group(1))
 
 
 async def _redis_digest(redis_url: str, prefix: str) -> str:
@@ -272,6 +284,13 @@ def test_kill_9_twice_decides_exactly_like_replay(friend_adds_crashed):
     assert_equal_to_replay_per_account(friend_adds_crashed)
 
 
+def test_a_restarted_worker_skips_no_offset(friend_adds_crashed):
+    """Each lost-record bug after a restart showed as offsets the consumer passed without
+    handing them out (streams/consumer.py); the worker started last reads from the
+    committed offsets, through every record, to the end."""
+    assert friend_adds_crashed.skipped == 0
+
+
 @pytest.fixture(scope="module")
 def every_topic(tmp_path_factory, kafka_bootstrap, redis_url):
     """The brief's workload: the simulator's mix on all five topics, crashed twice."""
@@ -289,6 +308,11 @@ def test_after_crashes_a_decision_id_never_names_two_different_decisions(every_t
 
 def test_after_crashes_every_account_seq_has_no_gaps(every_topic):
     assert_no_seq_gaps(every_topic)
+
+
+def test_after_crashes_on_every_topic_no_offset_is_skipped(every_topic):
+    """Back-pressure pauses and seeks input partitions here too (WARDEN_MAX_IN_FLIGHT)."""
+    assert every_topic.skipped == 0
 
 
 def test_after_crashes_redis_equals_the_projection_of_the_deduplicated_log(every_topic):

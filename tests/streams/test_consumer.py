@@ -300,3 +300,21 @@ def test_a_drained_buffer_does_not_reactivate_a_paused_partition():
     consumer.on_buffer_drop(INBOX)
     assert consumer._active_partitions == {INBOX}
     assert consumer._buffered_partitions == set()
+
+
+# --- offsets passed without being handed out are reported ----------------------------------
+@pytest.mark.asyncio
+async def test_a_run_of_offsets_the_drain_loop_passed_is_reported_and_skipped(monkeypatch):
+    recorded: list[tuple[TP, int, int]] = []
+
+    async def add_gap(self, tp, offset_from, offset_to):
+        recorded.append((tp, offset_from, offset_to))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_add_gap", add_gap)
+    consumer = object.__new__(WardenConsumer)
+    reported: list[tuple[TP, int, int]] = []
+    consumer.on_skipped = lambda tp, first, last: reported.append((tp, first, last))
+    # Faust's drain loop: read up to 9, then 15 arrives: 10..14 were never handed out
+    await consumer._add_gap(TOPIC, 10, 15)
+    assert reported == [(TOPIC, 10, 14)]
+    assert recorded == [(TOPIC, 10, 14)]  # 15 itself is about to be handled
