@@ -82,8 +82,6 @@ class PriorityConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if active_partitions is None:  # a client-only app: every partition
             return await super()._fetch_records(consumer, None, timeout, max_records)
         live = active_partitions  # Faust's own set, changed on its thread meanwhile
-        if not any(tp.topic in self.priority for tp in list(live)):
-            return await super()._fetch_records(consumer, Drainable(live), timeout, max_records)
         ready = await super()._fetch_records(consumer, Drainable(live, self.priority), 0, None)
         if not ready:  # as aiokafka: wait up to `timeout` for any partition
             return await super()._fetch_records(consumer, Drainable(live), timeout, max_records)
