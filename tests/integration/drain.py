@@ -56,16 +56,21 @@ def drained(bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:
     return asyncio.run(group_lag(bootstrap, app_id, topics, partitions)) == 0
 
 
+def metrics_text(worker) -> str:  # type: ignore[no-untyped-def]
+    """The worker's /metrics page (raises OSError while it does not answer)."""
+    text = worker.http("/metrics")[1]
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
 def nothing_held(worker) -> bool:  # type: ignore[no-untyped-def]
     """No input waits in the worker's alignment buffer (README "Time"): an input's offset is
     committed when it enters the buffer, so zero lag alone does not mean it was applied."""
     import re
 
     try:
-        text = worker.http("/metrics")[1]
+        text = metrics_text(worker)
     except OSError:
         return False
-    text = text.decode() if isinstance(text, bytes) else str(text)
     held = re.findall(r"^warden_alignment_held\{[^}]*\} (\S+)$", text, re.MULTILINE)
     return all(float(v) == 0 for v in held)
 

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from drain import LAST_LAG, settled
+from drain import LAST_LAG, metrics_text, settled
 from harness import (
     TopicReader,
     compare_with_replay,
@@ -181,9 +181,8 @@ def run_with_two_crashes(tmp: Path, bootstrap: str, redis_url: str, workload: li
 
 def skipped_offsets(worker: Any) -> float:
     """`warden_consumer_skipped_offsets_total` of the running (last started) worker."""
-    text = worker.http("/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    found = re.search(r"^warden_consumer_skipped_offsets_total (\S+)$", text, re.MULTILINE)
+    found = re.search(r"^warden_consumer_skipped_offsets_total (\S+)$", metrics_text(worker),
+                      re.MULTILINE)
     assert found, "the worker exports warden_consumer_skipped_offsets_total"
     return float(found.group(1))
 
