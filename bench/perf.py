@@ -24,7 +24,8 @@
    For D that is `warden_inputs_settled_total` (applied with their cross-key replies,
    ignored as duplicates, or dead-lettered), not events consumed: without back-pressure
    a worker read a backlog far ahead of the replies its inputs were waiting for.
-3. Latency at `--rate` for `--latency-seconds`, and idle memory (bench/perf_latency.py).
+3. Latency at `--rate` for `--latency-seconds`, and idle memory: RSS growth over
+   `--idle-accounts` idle accounts, then over as many more (bench/perf_latency.py).
 4. With `--scaling`: the same workload on 2x partitions, two workers in one group (D2).
 5. Prints a plain table and writes the JSON; stops every process it started, deletes its
    topics and Redis keys (unless `--keep`). The shared broker and Redis are never stopped.
@@ -349,7 +350,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 result["latency"].append(phase)
                 say(f"[perf]   {phase}", flush=True)
         if "memory" not in skip:
-            say(f"[perf] idle memory: {args.idle_accounts:,} accounts", flush=True)
+            say(f"[perf] idle memory: {args.idle_accounts:,} accounts, then as many more",
+                flush=True)
             mem = await idle_memory(bootstrap=run.bootstrap, redis_url=run.redis_url,
                                     prefix=f"{prefix}idle-", partitions=p,
                                     accounts=args.idle_accounts, log_dir=run.dir,

@@ -10,7 +10,9 @@ decision's `seq`. Decisions that never show up within the drain limit count as `
 
 Idle memory: the worker's VmRSS before and after N accounts each send one device signal from
 their own device (state: a device history, the device's entry, one dedupe id; no windows, no
-restriction), divided by N.
+restriction), divided by N; then again for N more accounts. The first N also pay for what a
+worker grows once, whatever the number of accounts (the allocator keeps the peak of the
+first backlog's buffers); the next N measure what each further account costs.
 """
 
 from __future__ import annotations
@@ -160,29 +162,46 @@ def idle_inputs(n: int, *, end_ms: int) -> list[tuple[str, dict[str, Any]]]:
 async def idle_memory(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
                       accounts: int, log_dir: Any, cap_s: float = 600,
                       extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-
+    """RSS growth over `accounts` idle accounts, then over as many more (the module docstring).
+    `bytes_per_idle_account` is the first round's (as reported before the second existed),
+    `bytes_per_further_idle_account` the second's."""
     app_id = f"{prefix}warden"
     worker = Worker({**worker_env(bootstrap, redis_url, prefix, app_id, partitions),
                      **(extra_env or {})}, log_dir / f"{app_id}.log")
     worker.start()
+    rss: list[int] = []
+    handled: list[int] = []
+    partial = False
     try:
         await wait_healthy([worker])
         await asyncio.sleep(3)
-        before = rss_bytes(worker.pid) or 0
-        await publish(bootstrap, prefix, idle_inputs(accounts, end_ms=int(time.time() * 1000)))
+        rss.append(rss_bytes(worker.pid) or 0)
+        handled.append(0)
         deadline = time.monotonic() + cap_s
-        partial = False
-        async with Lag(bootstrap, app_id, worker_topics(prefix, app_id), partitions) as lag:
-            while await lag.behind():
-                if time.monotonic() > deadline:
-                    partial = True
-                    break
-                await asyncio.sleep(1)
-        await asyncio.sleep(3)
-        after = rss_bytes(worker.pid) or 0
-        handled = int(worker.metrics().get("warden_events_total", 0))
+        inputs = idle_inputs(2 * accounts, end_ms=int(time.time() * 1000))
+        for half in (inputs[:accounts], inputs[accounts:]):  # the second after the first in time
+            await publish(bootstrap, prefix, half)
+            async with Lag(bootstrap, app_id, worker_topics(prefix, app_id), partitions) as lag:
+                while await lag.behind():
+                    if time.monotonic() > deadline:
+                        partial = True
+                        break
+                    await asyncio.sleep(1)
+            await asyncio.sleep(3)
+            rss.append(rss_bytes(worker.pid) or 0)
+            handled.append(int(worker.metrics().get("warden_events_total", 0)))
+            if partial:  # what the capped round handled, and no further round
+                break
     finally:
         stop(worker.proc)
-    return {"idle_accounts": accounts, "idle_events_handled": handled, "idle_partial": partial,
-            "idle_rss_before": before, "idle_rss_after": after,
-            "bytes_per_idle_account": round((after - before) / max(1, handled), 1)}
+
+    def per_account(i: int) -> float | None:
+        if i >= len(rss):
+            return None
+        return round((rss[i] - rss[i - 1]) / max(1, handled[i] - handled[i - 1]), 1)
+
+    return {"idle_accounts": accounts, "idle_events_handled": handled[-1],
+            "idle_partial": partial, "idle_rss": rss,
+            "idle_rss_before": rss[0], "idle_rss_after": rss[1] if len(rss) > 1 else None,
+            "bytes_per_idle_account": per_account(1),
+            "bytes_per_further_idle_account": per_account(2)}

@@ -119,15 +119,27 @@ def targets(result: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
                     f"p99 {phase['p99_ms']:,.0f} ms, kept up: {_yes(phase.get('kept_up'))}"))
     else:
         out.append(("p99 event->Redis <= 250 ms", None, "-"))
-    idle = (result.get("memory") or {}).get("bytes_per_idle_account")
-    out.append(("<= 1 KiB per idle tracked account",
-                None if idle is None else idle <= IDLE_ACCOUNT_BUDGET_BYTES,
-                "-" if idle is None else f"{idle:,.0f} B"))
+    out.append(idle_target(result.get("memory") or {}))
     if "D2/D" in r:
         v = r.get("D2/D same window") or r["D2/D"]
         out.append(("2 workers, 2x partitions: scaling (reported)", None,
                     "-" if v is None else f"x{v:.2f}"))
     return out
+
+
+def idle_target(mem: dict[str, Any]) -> tuple[str, bool | None, str]:
+    """Memory per idle account: what each account beyond the first N adds, when measured
+    (the first N also pay for what the worker grows once, whatever the number of accounts);
+    results from before the second round judge the first."""
+    name = "<= 1 KiB per idle tracked account"
+    first, further = mem.get("bytes_per_idle_account"), mem.get("bytes_per_further_idle_account")
+    if further is not None:
+        return (name, further <= IDLE_ACCOUNT_BUDGET_BYTES,
+                f"{further:,.0f} B each past the first {mem['idle_accounts']:,} "
+                f"(those: {_num(first)} B each)")
+    if first is None:
+        return (name, None, "-")
+    return (name, first <= IDLE_ACCOUNT_BUDGET_BYTES, f"{first:,.0f} B")
 
 
 def _yes(flag: Any) -> str:
@@ -176,9 +188,14 @@ def format_table(result: dict[str, Any]) -> str:
     if mem:
         lines += ["", "worker memory (RSS growth):"]
         if mem.get("bytes_per_idle_account") is not None:
-            lines.append(f"  idle tracked accounts: {mem['idle_accounts']:,} -> "
+            lines.append(f"  idle tracked accounts: the first {mem['idle_accounts']:,} -> "
                          f"{mem['bytes_per_idle_account']:,.0f} B each, "
-                         f"{mem['bytes_per_idle_account'] * 100_000 / 2**20:,.1f} MiB per 100,000")
+                         f"{mem['bytes_per_idle_account'] * 100_000 / 2**20:,.1f} MiB per 100,000"
+                         " (with what the worker grows once)")
+        if mem.get("bytes_per_further_idle_account") is not None:
+            per = mem["bytes_per_further_idle_account"]
+            lines.append(f"  idle tracked accounts: the next {mem['idle_accounts']:,} -> "
+                         f"{per:,.0f} B each, {per * 100_000 / 2**20:,.1f} MiB per 100,000")
         if mem.get("bytes_per_tracked_account") is not None:
             per = mem["bytes_per_tracked_account"]
             lines.append(f"  after stage D: {mem['tracked_accounts']:,} accounts in the workload"

@@ -68,6 +68,27 @@ def test_targets_say_met_not_met_or_not_measured():
     assert verdicts["<= 1 KiB per idle tracked account"] is True
 
 
+def test_memory_target_judges_each_account_past_the_first_round_when_measured():
+    """The first round also pays for what the worker grows once (bench/perf_latency.py)."""
+    mem = {"idle_accounts": 100_000, "bytes_per_idle_account": 1_137.0,
+           "bytes_per_further_idle_account": 509.0}
+    _, met, shown = report.idle_target(mem)
+    assert met is True
+    assert shown == "509 B each past the first 100,000 (those: 1,137 B each)"
+    assert report.idle_target({**mem, "bytes_per_further_idle_account": 1_100.0})[1] is False
+    r = result(D=1)
+    r["memory"] = mem
+    table = report.format_table(r)
+    assert "the first 100,000 -> 1,137 B each" in table
+    assert "the next 100,000 -> 509 B each" in table
+
+
+def test_memory_target_of_a_result_from_before_the_second_round_judges_the_first():
+    assert report.idle_target({"idle_accounts": 10, "bytes_per_idle_account": 1_440.0}) == (
+        "<= 1 KiB per idle tracked account", False, "1,440 B")
+    assert report.idle_target({})[1] is None
+
+
 def test_latency_target_is_not_met_when_the_worker_fell_behind():
     r = result(D=1)
     r["latency"] = [{"rate": 2000, "seconds": 60, "p99_ms": 100.0, "kept_up": False}]
