@@ -27,6 +27,7 @@ from streams.memory import HeapTrim
 from streams.metrics import Metrics
 from streams.projector import Projector
 from streams.records import compact
+from streams.sending import send_batched
 from streams.settings import Settings
 from streams.stages import AccountStage, Batch, DeviceStage, Output, Record
 
@@ -108,6 +109,8 @@ class Warden:
         self.heap_trim = HeapTrim()
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
                         "device-held": self.device_held}
+        self._changelogs = {name: table.changelog_topic.get_topic_name()
+                            for name, table in self._tables.items()}
         self._declare_agents()
         self._declare_lifecycle()
         from streams import web  # routes need the built app
@@ -326,14 +329,12 @@ class Warden:
         """Send and wait until the broker has every message (acks=all)."""
         if not outputs:
             return
-        producer = self.app.producer
         names = self.settings.topics
         # one record per inbox partition, not one per message (streams/envelope.py)
         outputs = envelope.pack(outputs, topics=(names.account_inbox, names.device_inbox),
                                 partitions=self.settings.partitions)
-        futures = [await producer.send(o.topic, o.key, o.value, o.partition, None, None)
-                   for o in outputs]
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await send_batched(
+            self._aiokafka_producer(), ((o.topic, o.partition, o.key, o.value) for o in outputs)))
 
     async def commit(self, batch: Batch) -> None:
         """Outputs first, then state: a crash in between repeats identical outputs.
@@ -348,7 +349,7 @@ class Warden:
         if self._changelog_sent:
             sent, self._changelog_sent = self._changelog_sent, []
             await asyncio.gather(*sent)
-        producer = self.app.producer
+        changelog = []
         for (name, key), (partition, value) in batch.writes.items():
             table = self._tables[name]
             if value is None:
@@ -357,8 +358,14 @@ class Warden:
                 del table.data[key]
             else:
                 value = table.data[key] = compact(value)
-            self._changelog_sent.append(await producer.send(
-                table.changelog_topic.get_topic_name(), key, value, partition, None, None))
+            changelog.append((self._changelogs[name], partition, key, value))
+        self._changelog_sent = await send_batched(self._aiokafka_producer(), changelog)
+
+    def _aiokafka_producer(self) -> Any:
+        """The aiokafka producer under Faust's, whose batches `send_batched` fills: the same
+        one Faust flushes before it commits offsets, so changelog writes sent here are
+        on the broker before the offsets of the inputs that caused them."""
+        return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
 
 
 def _records(events: Sequence[Any]) -> list[Record]:
