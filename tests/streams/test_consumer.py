@@ -1,5 +1,6 @@
 """The committable offset (streams/consumer.py): never past a record not yet handled."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +8,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.consumer import PriorityConsumerThread, WardenConsumer, committable_offset
+from streams.consumer import PriorityConsumerThread, WardenConsumer, committable_offset, started
 
 
 def gaps(*spans: tuple[int, int]) -> IntervalTree:
@@ -318,3 +319,87 @@ async def test_a_run_of_offsets_the_drain_loop_passed_is_reported_and_skipped(mo
     await consumer._add_gap(TOPIC, 10, 15)
     assert reported == [(TOPIC, 10, 14)]
     assert recorded == [(TOPIC, 10, 14)]  # 15 itself is about to be handled
+
+
+# --- the drain loop's hand-off: a task only when it waits (`started`) ----------------------
+
+def test_a_hand_off_that_never_waits_finishes_at_once_without_a_task():
+    delivered = []
+
+    async def handoff(message):
+        delivered.append(message)
+
+    async def go():
+        tasks = len(asyncio.all_tasks())
+        assert started(handoff("m1")) is None
+        assert delivered == ["m1"]
+        assert len(asyncio.all_tasks()) == tasks
+
+    asyncio.run(go())
+
+
+def test_a_hand_off_that_waits_goes_on_where_it_stopped_once_what_it_waits_for_is_done():
+    steps = []
+
+    async def handoff(space):
+        steps.append("queued?")
+        got = await space  # a full queue: waits for room
+        await asyncio.sleep(0)  # a bare yield on the way
+        steps.append(got)
+        return "delivered"
+
+    async def go():
+        space = asyncio.get_running_loop().create_future()
+        rest = started(handoff(space))
+        assert rest is not None and steps == ["queued?"]
+        task = asyncio.ensure_future(rest)
+        await asyncio.sleep(0)
+        assert not task.done()
+        space.set_result("room")
+        assert await task == "delivered"
+        assert steps == ["queued?", "room"]
+
+    asyncio.run(go())
+
+
+def test_a_waiting_hand_off_cancelled_when_the_flow_is_suspended_sees_the_cancellation():
+    cleaned = []
+
+    async def handoff(space):
+        try:
+            await space
+        finally:
+            cleaned.append("queue put abandoned")
+
+    async def go():
+        space = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(started(handoff(space)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cleaned == ["queue put abandoned"]
+        assert space.cancelled()  # as a task awaiting it directly would have cancelled it
+
+    asyncio.run(go())
+
+
+def test_errors_reach_the_hand_off_and_the_drain_loop_as_they_would_through_a_task():
+
+    async def fails_at_once():
+        raise ValueError("undecodable")
+
+    async def fails_later(space):
+        return await space
+
+    async def go():
+        with pytest.raises(ValueError, match="undecodable"):
+            started(fails_at_once())
+        space = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(started(fails_later(space)))
+        await asyncio.sleep(0)
+        space.set_exception(KeyError("gone"))
+        with pytest.raises(KeyError):
+            await task
+
+    asyncio.run(go())
