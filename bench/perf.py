@@ -13,8 +13,10 @@
    extra.
 2. Throughput, each stage a separate process reading every input topic from the beginning with
    its own consumer group, timed from the first event handed to user code to the last one:
-   A raw aiokafka getmany + orjson.loads; B stock Faust agent, no-op; C tutorial-style Faust
-   friend_add_burst (bench/perf_consumers.py); D the Warden worker (`python -m streams.cli
+   A raw aiokafka getmany + orjson.loads; B stock Faust agent, no-op; Bw the same agent on
+   Warden's consumer (streams/consumer.py; not in the ratios: it shows what the consumer
+   alone changes); C tutorial-style Faust friend_add_burst (bench/perf_consumers.py); D the
+   Warden worker (`python -m streams.cli
    worker`). D is timed from the first poll of its /metrics (every 0.2 s) showing
    `warden_events_total` > 0 (the events counted by then are not counted) to the last poll at
    which `warden_projection_applied_total`
@@ -66,8 +68,8 @@ from streams import simulate
 from streams.topics import TopicNames
 
 DAY_MS = 86_400_000
-STAGES = ("A", "B", "C", "D", "latency", "memory")
-CONSUMER_KIND = {"A": "raw", "B": "faust-noop", "C": "faust-table"}
+STAGES = ("A", "B", "Bw", "C", "D", "latency", "memory")
+CONSUMER_KIND = {"A": "raw", "B": "faust-noop", "Bw": "faust-noop-warden", "C": "faust-table"}
 
 
 class WorkerCrashed(RuntimeError):
@@ -297,7 +299,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result["run"].update(events=total, accounts=run.accounts_seen,
                              publish_per_s=round(total / seconds))
         say(f"[perf] published {total:,} in {seconds:.1f} s; {run.accounts_seen:,} accounts")
-        for name in ("A", "B", "C"):
+        for name in ("A", "B", "Bw", "C"):
             if name in skip:
                 continue
             say(f"[perf] stage {name}: {CONSUMER_KIND[name]}", flush=True)

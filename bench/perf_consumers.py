@@ -1,6 +1,7 @@
 """Stages A, B and C of bench/perf.py, each run as its own process over the same topics.
 
-    python bench/perf_consumers.py {raw,faust-noop,faust-table} --bootstrap B --topics T1,T2,..
+    python bench/perf_consumers.py {raw,faust-noop,faust-noop-warden,faust-table} --bootstrap B
+        --topics T1,T2,..
         --total N --group G --partitions P --progress FILE [--datadir DIR]
 
 Each reads every topic from the beginning with its own consumer group and rewrites FILE
@@ -91,8 +92,13 @@ def faust_app(args: argparse.Namespace, **options: Any) -> Any:
                      datadir=args.datadir, web_enabled=False, **options)
 
 
-def faust_noop(args: argparse.Namespace, progress: Progress) -> Any:
+def faust_noop(args: argparse.Namespace, progress: Progress, *, warden: bool = False) -> Any:
     app = faust_app(args, key_serializer="raw", value_serializer="raw")
+    if warden:  # as streams/app.py does, before anything builds the default transport
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from streams.consumer import WardenTransport
+
+        app.transport = WardenTransport(app.conf.broker_consumer, app)
     topic = app.topic(*args.topics, key_type=bytes, value_type=bytes)
 
     @app.agent(topic)
@@ -132,7 +138,7 @@ def faust_table(args: argparse.Namespace, progress: Progress) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("raw", "faust-noop", "faust-table"))
+    parser.add_argument("kind", choices=("raw", "faust-noop", "faust-noop-warden", "faust-table"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topics", required=True, type=lambda s: s.split(","))
     parser.add_argument("--total", required=True, type=int)
@@ -147,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from faust import Worker
 
-    app = (faust_noop if args.kind == "faust-noop" else faust_table)(args, progress)
+    if args.kind == "faust-table":
+        app = faust_table(args, progress)
+    else:
+        app = faust_noop(args, progress, warden=args.kind == "faust-noop-warden")
     Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
     return 0
 

@@ -22,6 +22,7 @@ import orjson
 STAGE_NAMES = {
     "A": "raw aiokafka getmany + orjson.loads (limit)",
     "B": "stock Faust agent, no-op per event",
+    "Bw": "the same agent on Warden's consumer (not in the ratios)",
     "C": "Faust tutorial-style friend_add_burst, 1 Table update/event",
     "D_crashed": "Warden worker, default settings (CRASHED, see below)",
     "D": "Warden worker, full pipeline to Redis",
