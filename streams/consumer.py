@@ -18,8 +18,10 @@ commit, hundreds behind what it had handled):
    when only it is missing (faust-streaming/faust#606).
 
 Also, seeks run on the consumer's thread (Faust runs them on the caller's, racing
-the fetcher: see `_seek`); and after a rebalance the stream partitions are read only
-once Faust has cleared the streams' buffers (see `resume_partitions`).
+the fetcher: see `_seek`); after a rebalance the stream partitions are read only
+once Faust has cleared the streams' buffers (see `resume_partitions`); and the drain
+loop hands a message to the streams without building tasks when that needs no wait
+(see `_drain_messages`).
 
 Here: records fetched before a seek are not handed out (the rest of that batch is
 re-fetched from where the seek left the position); a gap covers only the offsets
