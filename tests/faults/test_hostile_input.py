@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from drain import drained
+from drain import drained, metrics_text
 from harness import TopicReader, running_worker, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
@@ -315,8 +315,7 @@ def hostile(tmp_path_factory, kafka_bootstrap, redis_url):
         duplicates = sum(1 for case in cases if case.expect == DUPLICATE)
 
         def counted() -> str | None:
-            text = worker.http("/metrics")[1]
-            text = text.decode() if isinstance(text, bytes) else str(text)
+            text = metrics_text(worker)
             events = {dict(k)["topic"]: v for k, v in
                       metric_samples(text, "warden_events_total").items()}
             seen = sum(metric_samples(text, "warden_duplicate_events_total").values())
@@ -329,15 +328,14 @@ def hostile(tmp_path_factory, kafka_bootstrap, redis_url):
                  interval=1.0, what="the worker handled every hostile message")
         letters = asyncio.run(reader.read_until(lambda v: False, timeout=30, quiet_s=3))
         healthy = worker.healthy()
-        metrics_text = worker.http("/metrics")[1]
+        metrics = metrics_text(worker)
         alive = worker.proc is not None and worker.proc.poll() is None
         log = worker.log_path.read_text(errors="replace")
     return {"cases": cases, "where": where, "letters": [orjson.loads(v) for v in letters],
             "decisions": [orjson.loads(v) for v in decisions], "healthy": healthy,
             "alive": alive, "log": log, "prefix": prefix, "redis_url": redis_url,
             "app_id": app_id, "emulator_events": emulator_events,
-            "metrics": metrics_text.decode() if isinstance(metrics_text, bytes)
-            else str(metrics_text)}
+            "metrics": metrics}
 
 
 def test_every_hostile_message_is_one_dead_letter_with_its_expected_code(hostile):

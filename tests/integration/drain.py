@@ -57,8 +57,10 @@ def drained(bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:
 
 
 def metrics_text(worker) -> str:  # type: ignore[no-untyped-def]
-    """The worker's /metrics page (raises OSError while it does not answer)."""
-    text = worker.http("/metrics")[1]
+    """The worker's /metrics page (OSError while it does not answer, or answers an error)."""
+    status, text = worker.http("/metrics")
+    if status != 200:
+        raise OSError(f"/metrics answered {status}")
     return text.decode() if isinstance(text, bytes) else str(text)
 
 

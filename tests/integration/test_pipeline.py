@@ -9,9 +9,10 @@ import uuid
 
 import orjson
 import pytest
+from drain import metrics_text
+from harness import TopicReader, compare_with_replay, per_account, produce, replay, running_worker
 from redis import Redis
 
-from harness import TopicReader, compare_with_replay, per_account, produce, replay, running_worker
 from projections.rebuild import current_namespace
 from projections.redis_view import RedisView
 from projections.view import InMemoryView
@@ -174,7 +175,6 @@ def test_operator_commands_need_the_token_and_publish_to_moderation_commands(liv
 def test_inputs_paused_for_their_replies_lost_nothing(live):
     """WARDEN_MAX_IN_FLIGHT=20 here: the input partitions were paused and resumed for their
     cross-key replies, and the other tests of this module still hold (every decision)."""
-    text = live["worker"].http("/metrics")[1]
-    text = text.decode() if isinstance(text, bytes) else str(text)
+    text = metrics_text(live["worker"])
     pauses = re.search(r"^warden_input_pauses_total (\S+)$", text, re.MULTILINE)
     assert pauses is not None and float(pauses.group(1)) > 0

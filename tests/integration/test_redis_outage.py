@@ -14,11 +14,12 @@ import uuid
 
 import orjson
 import pytest
+from drain import metrics_text
 from harness import TopicReader, free_port, produce, running_worker, wait_for
 from redis import Redis
 
-from projections.redis_view import RedisView
 from projections.rebuild import current_namespace
+from projections.redis_view import RedisView
 from projections.view import InMemoryView
 from streams import simulate
 
@@ -101,9 +102,7 @@ def test_a_redis_outage_is_reported_and_caught_up_without_losing_a_decision(
 
             got, want = asyncio.run(digests())
             assert got == want, "a decision of the log is missing from Redis after the outage"
-            text = worker.http("/metrics")[1]
-            text = text.decode() if isinstance(text, bytes) else str(text)
-            assert "warden_projection_errors_total" in text
+            assert "warden_projection_errors_total" in metrics_text(worker)
     finally:
         redis_proc.send_signal(signal.SIGCONT)
         redis_proc.terminate()
