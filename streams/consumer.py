@@ -217,7 +217,7 @@ class WardenConsumer(faust_aiokafka.Consumer):
             if position is None or position > offset:
                 await self.seek(partition, offset)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (live tests)
+    async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop (faust-streaming 0.15's `Consumer._drain_messages`, same steps),
         except that a message whose hand-off to the streams needs no wait costs no task.
 

@@ -403,3 +403,68 @@ def test_errors_reach_the_hand_off_and_the_drain_loop_as_they_would_through_a_ta
             await task
 
     asyncio.run(go())
+
+
+def test_the_drain_loop_hands_messages_over_without_a_race_until_one_waits():
+    """Messages 0 and 1 go to the streams at once; 2 waits (a full buffer) until a rebalance
+    suspends the flow, which cancels its hand-off; 3 then comes while the flow is suspended.
+    As in Faust's own loop, both still count as read (the seek after recovery re-reads them)."""
+    tp = TP("warden-friend-adds", 0)
+    messages = [SimpleNamespace(offset=o, topic=tp.topic) for o in range(4)]
+    delivered, raced, abandoned = [], [], []
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        suspend_flow, stopped = asyncio.Event(), asyncio.Event()
+
+        async def callback(message):
+            if suspend_flow.is_set():  # flow control holds every hand-off meanwhile
+                await loop.create_future()
+            if message.offset == 2:
+                loop.call_later(0.01, suspend_flow.set)
+                try:
+                    await loop.create_future()  # room in the buffer that never comes
+                finally:
+                    abandoned.append(message.offset)
+            delivered.append(message.offset)
+
+        calls = 0
+
+        async def getmany(timeout):
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                stopped.set()
+                return
+            for message in messages:
+                yield tp, message
+
+        async def wait_first(*coros):
+            raced.append(len(delivered))
+            tasks = [asyncio.ensure_future(c if asyncio.iscoroutine(c) else c.wait())
+                     for c in coros]
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        async def sleep(_seconds):
+            await asyncio.sleep(0)
+
+        read_offset = {tp: None}
+        consumer = SimpleNamespace(
+            callback=callback, getmany=getmany, _stopped=stopped, _read_offset=read_offset,
+            diag=SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None),
+            _commit_every=None, app=SimpleNamespace(topics=SimpleNamespace(
+                acks_enabled_for=lambda _topic: True)),
+            suspend_flow=suspend_flow, sleep=sleep, should_stop=False, wait_first=wait_first,
+            consumer_stopped_errors=(), transport=SimpleNamespace(app=SimpleNamespace(
+                should_stop=False)),
+            log=SimpleNamespace(info=lambda *_: None, exception=lambda *_: None))
+        await WardenConsumer._drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
+        return read_offset[tp]
+
+    assert asyncio.run(go()) == 3
+    assert delivered == [0, 1]
+    assert raced == [2, 2]  # only the waiting hand-off (2) and the one after the suspension (3)
+    assert abandoned == [2]
