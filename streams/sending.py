@@ -3,7 +3,7 @@
 A stage's batch writes about three changelog records per input event (the account
 record, the device entry, the device stage's held requests). aiokafka's `send` costs
 about 9 µs of CPU per record (a future, the accumulator's checks and its own batch
-lookup; Faust's wrapper adds its own), appending to a `BatchBuilder` about 1.4 µs
+lookup; Faust's wrapper adds its own), appending to a `BatchBuilder` 1.2-1.3 µs
 (`bench/send_batch.py`). Order within a topic-partition is the order given; a record
 with no partition (keyed: decisions, dead letters) goes through `send`, after every
 batch already open for its topic, so it cannot overtake them.

@@ -27,9 +27,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from drain import drained, metrics_text
+from drain import drained, metric_samples, metrics_text
 from harness import TopicReader, running_worker, wait_for
-from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from detectors.events import MAX_ID_CHARS, MAX_MESSAGE_BYTES, Rejected, decode, key_of
@@ -276,15 +275,6 @@ async def send_all(bootstrap: str, prefix: str, cases: list[Case]) -> list[tuple
         return where
     finally:
         await producer.stop()
-
-
-def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from drain import LAST_LAG, drained, metrics_text
+from drain import LAST_LAG, drained, metric_samples, metrics_text
 from harness import produce, running_worker, wait_for
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams import simulate
 
@@ -52,12 +51,7 @@ def rss_mib(pid: int) -> float:
 
 
 def consumer_lag(text: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "warden_consumer_lag":
-                total += sample.value
-    return total
+    return sum(metric_samples(text, "warden_consumer_lag").values())
 
 
 def test_a_steady_soak_keeps_memory_flat_lag_bounded_and_the_log_clean(tmp_path, kafka_bootstrap,

@@ -64,17 +64,26 @@ def metrics_text(worker) -> str:  # type: ignore[no-untyped-def]
     return text.decode() if isinstance(text, bytes) else str(text)
 
 
+def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples named `name` in a /metrics page: sorted labels -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
 def nothing_held(worker) -> bool:  # type: ignore[no-untyped-def]
     """No input waits in the worker's alignment buffer (README "Time"): an input's offset is
     committed when it enters the buffer, so zero lag alone does not mean it was applied."""
-    import re
-
     try:
         text = metrics_text(worker)
     except OSError:
         return False
-    held = re.findall(r"^warden_alignment_held\{[^}]*\} (\S+)$", text, re.MULTILINE)
-    return all(float(v) == 0 for v in held)
+    return all(v == 0 for v in metric_samples(text, "warden_alignment_held").values())
 
 
 def settled(worker, bootstrap: str, prefix: str, app_id: str, partitions: int) -> bool:  # type: ignore[no-untyped-def]
