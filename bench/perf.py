@@ -414,6 +414,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.skip) - set(STAGES)
     if unknown:
         parser.error(f"--skip: unknown {', '.join(sorted(unknown))}")
+    if args.profile_s and not Path(sys.executable).with_name("py-spy").exists():
+        parser.error("--profile-s needs py-spy next to this Python (make bootstrap installs it"
+                     " with the dev extras)")
     return args
 
 

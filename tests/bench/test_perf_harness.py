@@ -127,3 +127,16 @@ def test_two_workers_are_compared_with_one_over_the_same_first_seconds():
     r["throughput"]["D"]["timeline"] = [(0.0, 0), (10.0, 8_000), (20.0, 12_000)]
     r["throughput"]["D2"]["timeline"] = [(0.0, 0), (10.0, 12_000)]
     assert report.ratios(r)["D2/D same window"] == 1.5
+
+
+def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    spec = importlib.util.spec_from_file_location("bench_perf", _PATH.parent / "perf.py")
+    assert spec is not None and spec.loader is not None
+    perf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(SystemExit) as stopped:
+        perf.parse_args(["--profile-s", "10"])
+    assert stopped.value.code == 2
+    assert perf.parse_args(["--events", "10"]).profile_s == 0
