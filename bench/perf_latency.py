@@ -7,6 +7,9 @@ workload offline (`detectors.engine`, what `warden replay` runs): a decision is 
 are left out. Its latency is the wall-clock time from the producer's `send()` of that input to
 the first probe poll (every 10 ms) that sees the account's `seq` in Redis at or past the
 decision's `seq`. Decisions that never show up within the drain limit count as `missing`.
+Each sample is also counted under its cause, the input's topic and the decision's first
+trigger (`by_cause`): a decision that needs the device stage or a reporter's weight crosses
+two more stages than one an account's own inputs decide.
 
 Idle memory: the worker's VmRSS before and after N accounts each send one device signal from
 their own device (state: a device history, the device's entry, one dedupe id; no windows, no
@@ -34,34 +37,48 @@ from streams.producer import key_for
 POLL_S = 0.01
 
 
-def expected_decisions(inputs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, int]]:
-    """(account_id, seq, at) of replay's decisions that an input keyed by that account at that
-    event time caused, in event-time order."""
+def expected_decisions(inputs: list[tuple[str, dict[str, Any]]]
+                       ) -> list[tuple[str, int, int, str]]:
+    """(account_id, seq, at, cause) of replay's decisions that an input keyed by that account
+    at that event time caused, in event-time order; the cause is that input's topic and the
+    decision's first trigger (or its type), e.g. `device-signals/tainted_device`."""
     engine = Engine()
-    causes = set()
+    causes: dict[tuple[str, int], str] = {}
     out = []
     for topic, value in inputs:
         key = key_for(topic, value)
-        causes.add((key.decode() if key else "", value["ts"]))
+        causes.setdefault((key.decode() if key else "", value["ts"]), topic)
         event = decode_object(topic, value)
         if isinstance(event, Rejected):
             continue
         for d in engine.process(event).decisions:
-            if (d.account_id, d.at) in causes:
-                out.append((d.account_id, d.seq, d.at))
+            cause = causes.get((d.account_id, d.at))
+            if cause is not None:
+                why = d.triggers[0] if d.triggers else d.type
+                out.append((d.account_id, d.seq, d.at, f"{cause}/{why}"))
     out.sort(key=lambda e: e[2])
     return out
+
+
+def by_cause(samples: list[tuple[str, float]]) -> dict[str, dict[str, Any]]:
+    """Latency summary per cause, most samples first."""
+    grouped: dict[str, list[float]] = {}
+    for cause, ms in samples:
+        grouped.setdefault(cause, []).append(ms)
+    return {cause: latency_summary(ms)
+            for cause, ms in sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
 
 
 class Probe:
     """Polls Redis for the expected decisions whose input has been sent."""
 
-    def __init__(self, redis: Redis, prefix: str, expected: list[tuple[str, int, int]],
+    def __init__(self, redis: Redis, prefix: str, expected: list[tuple[str, int, int, str]],
                  sent_at: dict[tuple[str, int], float]) -> None:
         self.redis, self.prefix, self.expected, self.sent_at = redis, prefix, expected, sent_at
         self.next = 0
-        self.outstanding: dict[str, list[tuple[int, float]]] = {}
+        self.outstanding: dict[str, list[tuple[int, float, str]]] = {}
         self.samples_ms: list[float] = []
+        self.caused: list[tuple[str, float]] = []  # (cause, ms) of each sample
         self.keys: Keys | None = None
 
     @property
@@ -70,11 +87,11 @@ class Probe:
 
     async def poll(self) -> None:
         while self.next < len(self.expected):
-            account, seq, at = self.expected[self.next]
+            account, seq, at, cause = self.expected[self.next]
             sent = self.sent_at.get((account, at))
             if sent is None:
                 break
-            self.outstanding.setdefault(account, []).append((seq, sent))
+            self.outstanding.setdefault(account, []).append((seq, sent, cause))
             self.next += 1
         if not self.outstanding:
             return
@@ -95,7 +112,9 @@ class Probe:
             stored = int(raw)
             waiting = self.outstanding[account]
             seen = [s for s in waiting if s[0] <= stored]
-            self.samples_ms.extend((now - sent) * 1000 for _, sent in seen)
+            for _, sent, cause in seen:
+                self.samples_ms.append((now - sent) * 1000)
+                self.caused.append((cause, (now - sent) * 1000))
             rest = [s for s in waiting if s[0] > stored]
             if rest:
                 self.outstanding[account] = rest
@@ -149,7 +168,8 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             "offered_per_s": round(sent / offer_s, 1),
             "consumed_per_s": round(consumed / offer_s, 1),
             "kept_up": consumed >= 0.95 * sent, "drain_after_offer_s": round(drained_after, 1),
-            "expected": len(expected), "missing": probe.open, **latency_summary(probe.samples_ms)}
+            "expected": len(expected), "missing": probe.open, **latency_summary(probe.samples_ms),
+            "by_cause": by_cause(probe.caused)}
 
 
 def idle_inputs(n: int, *, end_ms: int) -> list[tuple[str, dict[str, Any]]]:

@@ -185,6 +185,12 @@ def format_table(result: dict[str, Any]) -> str:
                   f"({phase.get('missing', 0):,} expected but not seen)",
                   f"  worker consumed {_num(phase.get('consumed_per_s'))} events/s while offered "
                   f"{_num(phase.get('offered_per_s'))}; kept up: {_yes(phase.get('kept_up'))}"]
+        causes = phase.get("by_cause") or {}
+        if causes:
+            lines.append("  by cause (input topic / first trigger):")
+        for cause, c in causes.items():
+            lines.append(f"    {cause:<44} p50 {_num(c.get('p50_ms')):>6} ms  "
+                         f"p99 {_num(c.get('p99_ms')):>6} ms  over {c.get('samples', 0):,}")
     mem = result.get("memory") or {}
     if mem:
         lines += ["", "worker memory (RSS growth):"]

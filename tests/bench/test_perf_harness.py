@@ -96,6 +96,18 @@ def test_latency_target_is_not_met_when_the_worker_fell_behind():
     assert verdicts["p99 event->Redis <= 250 ms at 2,000/s"] is False
 
 
+def test_latency_is_also_listed_per_cause_most_samples_first():
+    r = result(D=1)
+    r["latency"] = [{"rate": 2000, "seconds": 60, "p50_ms": 300.0, "p99_ms": 600.0,
+                     "kept_up": True, "samples": 3, "by_cause": {
+                         "friend-adds/friend_add_burst": report.latency_summary([300.0, 310.0]),
+                         "moderation-commands/lifted": report.latency_summary([120.0])}}]
+    lines = report.format_table(r).splitlines()
+    first = next(i for i, line in enumerate(lines) if "friend-adds/friend_add_burst" in line)
+    assert "p50    300 ms" in lines[first] and "over 2" in lines[first]
+    assert "moderation-commands/lifted" in lines[first + 1]
+
+
 def test_table_lists_stages_ratios_and_marks_a_capped_stage_partial():
     r = result(A=100_000, B=10_000, C=2_000)
     r["throughput"]["D"] = report.stage(300, 1.0, partial=True)
@@ -140,3 +152,27 @@ def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, t
         perf.parse_args(["--profile-s", "10"])
     assert stopped.value.code == 2
     assert perf.parse_args(["--events", "10"]).profile_s == 0
+
+
+def _perf_latency():
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_perf_latency",
+                                                      _PATH.parent / "perf_latency.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(_PATH.parent))
+
+
+def test_each_expected_decision_names_its_cause():
+    latency = _perf_latency()
+    t0 = 1_767_225_600_000
+    inputs = [("friend-adds", {"event_id": f"fa{i}", "ts": t0 + i * 1000, "account_id": "m",
+                               "friend_id": f"f{i}"}) for i in range(31)]
+    expected = latency.expected_decisions(inputs)
+    assert expected and {cause for *_, cause in expected} == {"friend-adds/friend_add_burst"}
+    summary = latency.by_cause([("a/x", 5.0), ("b/y", 1.0), ("b/y", 3.0)])
+    assert list(summary) == ["b/y", "a/x"] and summary["b/y"]["samples"] == 2
