@@ -124,10 +124,14 @@ class InputAlignment:
                             self._decoded.pop((partition, arrival), None)))
         return out
 
-    def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
+    def _head_wait(self, heap: list[list[Any]], partition: int) -> int:
+        """How long the partition's earliest held input waits in all (0: it may leave now)."""
         if self.align_ms <= 0 or len(heap) > self.cap or self._bytes[partition] > self.max_bytes:
-            return True
-        limit = self._wait_limit(heap[0][0], partition)
+            return 0
+        return self._wait_limit(heap[0][0], partition)
+
+    def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
+        limit = self._head_wait(heap, partition)
         if now - heap[0][2] >= limit:
             self.timed_out += limit > 0
             return True
@@ -145,6 +149,20 @@ class InputAlignment:
             backlog = end is not None and end > self.received.get(key, -1) + 1
             limit = max(limit, self.backlog_wait_ms if backlog else self.align_ms)
         return limit
+
+    def due_partitions(self) -> list[int]:
+        """Partitions (of those in memory) whose earliest held input may leave now."""
+        now = self.wall_ms()
+        return [p for p, heap in self._heaps.items()
+                if heap and now - heap[0][2] >= self._head_wait(heap, p)]
+
+    def next_due_ms(self) -> int | None:
+        """Wall-clock ms until the earliest held input in memory may leave (0: now), or None
+        when nothing is held: the stage's batch loop wakes then, with or without a record of
+        its partition (a tick through Kafka cost one more round trip: issue #5)."""
+        now = self.wall_ms()
+        return min((max(0, heap[0][2] + self._head_wait(heap, p) - now)
+                    for p, heap in self._heaps.items() if heap), default=None)
 
     def waiting(self) -> dict[int, int]:
         """Held inputs per partition (for the gauge)."""

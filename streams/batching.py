@@ -30,11 +30,14 @@ class BatchingStream(faust.Stream):
 
     async def take_batches(self, max_: int, *, within: float, quiet: float,
                            unread: Callable[[], bool] = lambda: False,
+                           due: Callable[[], float | None] = lambda: None,
                            ) -> AsyncGenerator[Sequence[EventT], None]:
         """Lists of at most `max_` events: each yielded once full, `within` seconds after
         its first event, or after `quiet` seconds without a new one unless `unread()`
         says more is already waiting for the stream. Events are acked once the caller
-        has handled the list (its next iteration)."""
+        has handled the list (its next iteration). An empty list comes when `due()`
+        (seconds until the caller has work without any event; None: none) runs out
+        while no event is waiting, at most once per `quiet`."""
         events: list[EventT] = []
         consumed = asyncio.Event()
         consuming: asyncio.Future[None] | None = None
@@ -61,11 +64,13 @@ class BatchingStream(faust.Stream):
         async def add(value: Any) -> Any:
             nonlocal consuming
             try:
-                if consuming is not None:  # the caller is handling a batch: wait for it
+                while consuming is not None:  # the caller is handling a batch: wait for it
+                    handling = consuming
                     try:
-                        await consuming
+                        await handling
                     finally:
-                        consuming = None
+                        if consuming is handling:  # (not a batch that began since)
+                            consuming = None
                 event = self.current_event
                 if event is None:
                     raise RuntimeError("take_batches found no current event")
@@ -86,30 +91,36 @@ class BatchingStream(faust.Stream):
         self.enable_acks = False  # acked here, after the caller is done with them
         self.add_processor(add)
         self._enable_passive(aiter(self.channel))
+        last_empty = -quiet
         try:
             while not self.should_stop:
                 if not events:
-                    await pause(within)  # then look at should_stop again
-                    continue
-                closes = loop.time() + within
-                while len(events) < max_:
-                    seen = len(events)
-                    left = closes - loop.time()
-                    if left <= 0:
-                        break
-                    await pause(min(quiet, left))
-                    if len(events) == seen and not unread():
-                        break  # quiet: the consumer has nothing more for now
-                consuming = loop.create_future()
+                    wait = due()
+                    if wait is None or wait > 0 or loop.time() - last_empty < quiet:
+                        # then look at should_stop (and `due`) again
+                        await pause(within if wait is None else max(min(within, wait), quiet))
+                        continue
+                    last_empty = loop.time()  # the caller's work is due: an empty batch
+                else:
+                    closes = loop.time() + within
+                    while len(events) < max_:
+                        seen = len(events)
+                        left = closes - loop.time()
+                        if left <= 0:
+                            break
+                        await pause(min(quiet, left))
+                        if len(events) == seen and not unread():
+                            break  # quiet: the consumer has nothing more for now
+                consuming = handled = loop.create_future()
+                batch = list(events)
                 try:
-                    yield list(events)
+                    yield batch
                 finally:
-                    batch = list(events)
-                    events.clear()
+                    del events[:len(batch)]
                     for event in batch:
                         await self.ack(event)
-                    if not consuming.done():
-                        consuming.set_result(None)
+                    if not handled.done():
+                        handled.set_result(None)
                     consumed.set()
         finally:
             self.enable_acks = enable_acks

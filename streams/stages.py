@@ -167,13 +167,16 @@ class AccountStage:
         records = list(records)
         parsed = [work.parse(record) for record in records]
         align = self.alignment
+        partitions = {r.partition for r in records}
         if align.align_ms > 0:
-            parsed = self._aligned(work, parsed, sorted({r.partition for r in records}))
+            # also those whose held inputs waited their time with no record of theirs here
+            partitions.update(align.due_partitions())
+            parsed = self._aligned(work, parsed, sorted(partitions))
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
         self.device_marks.update(work.device_marks)  # only now: notices in the batch went first
-        partitions = sorted({r.partition for r in records})
+        partitions = sorted(partitions)
         for partition in partitions:
             work.open_gates(partition)
         work.finish()
@@ -182,6 +185,12 @@ class AccountStage:
                 self.metrics.aligning.labels(str(partition)).set(held)
         work.batch.outputs.extend(self.marks(partitions))
         return work.batch
+
+    def next_batch_s(self) -> float | None:
+        """Seconds until a batch should run even if no record arrives: held inputs whose
+        wait ends then (None: nothing waits)."""
+        due = self.alignment.next_due_ms()
+        return None if due is None else due / 1000
 
     def _aligned(self, work: _Work, parsed: list[tuple[int, int, Record, object]],
                  partitions: list[int]) -> list[tuple[int, int, Record, object]]:

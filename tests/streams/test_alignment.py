@@ -65,6 +65,36 @@ def test_a_quiet_topic_holds_inputs_back_for_align_ms_of_wall_time_only():
     assert align.timed_out == 1
 
 
+def test_the_stage_knows_when_the_next_held_input_may_leave_without_a_tick():
+    """The account stage's batch loop wakes when the earliest wait ends (`next_due_ms`) and
+    releases the partitions that are due, with no record of theirs in the batch."""
+    wall = Wall()
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
+    assert align.next_due_ms() is None and align.due_partitions() == []
+    align.hold(20, rec("friend-adds", 0, 20, partition=0))
+    wall.now = 30
+    align.hold(25, rec("friend-adds", 0, 25, partition=2))
+    wall.now = 60
+    assert align.next_due_ms() == 40 and align.due_partitions() == []
+    wall.now = 100
+    assert align.next_due_ms() == 0 and align.due_partitions() == [0]
+    assert released_times(align, 0) == [20] and align.timed_out == 1
+    assert align.next_due_ms() == 30 and align.due_partitions() == []
+    wall.now = 130
+    assert align.due_partitions() == [2]
+    assert released_times(align, 2) == [25]
+    assert align.next_due_ms() is None
+
+
+def test_a_full_buffer_is_due_at_once():
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(), cap=1)
+    align.hold(1, rec("friend-adds", 0, 1))
+    assert align.next_due_ms() == 100
+    align.hold(2, rec("friend-adds", 1, 2))
+    assert align.next_due_ms() == 0 and align.due_partitions() == [0]
+    assert align.timed_out == 0  # (asking does not count a release)
+
+
 def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
     """After downtime friend-adds still has records on the broker that the worker has not
     received: a device signal waits for them (up to backlog_wait_ms), not just align_ms."""
@@ -179,6 +209,24 @@ def test_an_appeal_fetched_after_a_later_signal_is_still_applied_first():
 
     unaligned = Bus()  # align_ms = 0: arrival order within separate batches
     assert _fetched_out_of_order(unaligned, inputs) != want
+
+
+def test_held_inputs_leave_in_a_batch_with_no_record_once_their_wait_ran_out():
+    """The account stage's batch loop runs an empty batch when `next_batch_s` runs out: the
+    held inputs leave without a tick through Kafka, in replay's order."""
+    inputs = _appeal_story()
+    want = [(d["type"], d["at"]) for d in replay_decisions(inputs, T0 + 2 * DAY)]
+    bus = Bus()
+    bus.account.alignment.align_ms = 100
+    records = [bus.record(t, v["account_id"].encode(), orjson.dumps(v)) for t, v in inputs]
+    for record in (records[0], records[2], records[1]):
+        bus._deliver([record])
+    assert bus.decisions == [] and bus.account.next_batch_s() is not None
+    bus.account.wall_ms = lambda: T0 + 1_000  # the wait ran out
+    assert bus.account.next_batch_s() == 0
+    bus._deliver(bus.commit(bus.account.process([])))
+    assert [(d["type"], d["at"]) for d in bus.decisions] == want
+    assert bus.account.next_batch_s() is None
 
 
 def test_a_lift_fires_before_a_later_input_while_other_inputs_wait_in_the_buffer():

@@ -16,8 +16,13 @@ class FakeBatch:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.records: list[tuple[bytes | None, bytes | None]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None) -> Any:
+        assert not self.closed
         if self.records and len(self.records) >= self.capacity:
             return None  # full (a first record always fits, as in aiokafka)
         self.records.append((key, value))
@@ -28,11 +33,13 @@ class FakeProducer:
     def __init__(self, capacity: int = 3) -> None:
         self.capacity = capacity
         self.queued: list[tuple[str, int | None, list[tuple[bytes | None, bytes | None]]]] = []
+        self.open_handed_over = 0
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.capacity)
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        self.open_handed_over += not batch.closed
         self.queued.append((topic, partition, batch.records))
         return _done()
 
@@ -96,3 +103,11 @@ def test_a_delete_is_a_record_with_no_value_and_nothing_to_send_sends_nothing():
     assert send(producer, [("devices-changelog", 3, b"dev-1", None)]) == 1
     assert producer.queued == [("devices-changelog", 3, [(b"dev-1", None)])]
     assert send(FakeProducer(), []) == 0
+
+
+def test_every_batch_is_closed_when_handed_over():
+    """aiokafka sends a closed batch at once; an open one waits out the producer's linger
+    and takes other callers' `send`s."""
+    producer = FakeProducer(capacity=2)
+    send(producer, [("t", i % 3, b"k", b"v%d" % i) for i in range(9)] + [("d", None, b"k", b"x")])
+    assert len(producer.queued) == 7 and producer.open_handed_over == 0
