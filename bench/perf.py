@@ -282,6 +282,18 @@ def short(path: str) -> str:
     return path
 
 
+def python_loop_s(n: int = 10_000_000) -> float:
+    """Seconds a pure-Python loop of `n` additions takes here (best of three): how fast this
+    shared machine runs Python right now, so runs on different days can be compared."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(n // 3):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 3, 3)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args)
     skip = set(args.skip)
@@ -292,6 +304,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                               capture_output=True).stdout.strip()}, "throughput": {}}
     say = print
+    result["run"]["python_loop_s"] = {"start": python_loop_s()}
     try:
         say(f"[perf] publishing {args.events:,} events to {prefix}* ({p} partitions)", flush=True)
         total, seconds = await run.publish_workload(prefix, p)
@@ -365,6 +378,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         say(f"[perf] FAILED: {result['error']}", flush=True)
     finally:
+        result["run"]["python_loop_s"]["end"] = python_loop_s()
         if not args.keep:
             gone = await delete_topics(run.bootstrap, prefix)
             keys = await redis_cleanup(run.redis_url, [prefix])

@@ -158,6 +158,11 @@ def format_table(result: dict[str, Any]) -> str:
              f"{run.get('accounts', 0):,} accounts, {run.get('partitions', '?')} partitions, "
              f"{run.get('cpus', '?')} CPUs shared with Kafka and Redis", "",
              f"{'stage':<9} {'what':<60} {'events':>9} {'s':>8} {'events/s':>10}"]
+    loop = run.get("python_loop_s") or {}
+    if loop.get("start") is not None:
+        end = f", {loop['end']:.2f} s at the end" if loop.get("end") is not None else ""
+        lines[1:1] = [f"machine speed: a pure-Python loop of 10,000,000 additions took "
+                      f"{loop['start']:.2f} s at the start{end}", ""]
     for name, label in STAGE_NAMES.items():
         s = result.get("throughput", {}).get(name)
         if not s:

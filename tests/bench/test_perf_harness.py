@@ -108,6 +108,13 @@ def test_latency_is_also_listed_per_cause_most_samples_first():
     assert "moderation-commands/lifted" in lines[first + 1]
 
 
+def test_table_says_how_fast_the_machine_ran_python_at_the_start_and_the_end():
+    r = result(D=1)
+    r["run"]["python_loop_s"] = {"start": 1.064, "end": 1.341}
+    assert ("a pure-Python loop of 10,000,000 additions took 1.06 s at the start, 1.34 s at "
+            "the end") in report.format_table(r)
+
+
 def test_table_lists_stages_ratios_and_marks_a_capped_stage_partial():
     r = result(A=100_000, B=10_000, C=2_000)
     r["throughput"]["D"] = report.stage(300, 1.0, partial=True)
