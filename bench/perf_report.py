@@ -161,8 +161,8 @@ def format_table(result: dict[str, Any]) -> str:
     loop = run.get("python_loop_s") or {}
     if loop.get("start") is not None:
         end = f", {loop['end']:.2f} s at the end" if loop.get("end") is not None else ""
-        lines[1:1] = [f"machine speed: a pure-Python loop of 10,000,000 additions took "
-                      f"{loop['start']:.2f} s at the start{end}", ""]
+        lines.insert(1, f"machine speed: a pure-Python loop of 10,000,000 additions took "
+                        f"{loop['start']:.2f} s at the start{end}")
     for name, label in STAGE_NAMES.items():
         s = result.get("throughput", {}).get(name)
         if not s:
