@@ -77,8 +77,7 @@ class Probe:
         self.redis, self.prefix, self.expected, self.sent_at = redis, prefix, expected, sent_at
         self.next = 0
         self.outstanding: dict[str, list[tuple[int, float, str]]] = {}
-        self.samples_ms: list[float] = []
-        self.caused: list[tuple[str, float]] = []  # (cause, ms) of each sample
+        self.samples: list[tuple[str, float]] = []  # (cause, ms) of each decision seen
         self.keys: Keys | None = None
 
     @property
@@ -112,9 +111,7 @@ class Probe:
             stored = int(raw)
             waiting = self.outstanding[account]
             seen = [s for s in waiting if s[0] <= stored]
-            for _, sent, cause in seen:
-                self.samples_ms.append((now - sent) * 1000)
-                self.caused.append((cause, (now - sent) * 1000))
+            self.samples.extend((cause, (now - sent) * 1000) for _, sent, cause in seen)
             rest = [s for s in waiting if s[0] > stored]
             if rest:
                 self.outstanding[account] = rest
@@ -168,8 +165,8 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             "offered_per_s": round(sent / offer_s, 1),
             "consumed_per_s": round(consumed / offer_s, 1),
             "kept_up": consumed >= 0.95 * sent, "drain_after_offer_s": round(drained_after, 1),
-            "expected": len(expected), "missing": probe.open, **latency_summary(probe.samples_ms),
-            "by_cause": by_cause(probe.caused)}
+            "expected": len(expected), "missing": probe.open,
+            **latency_summary([ms for _, ms in probe.samples]), "by_cause": by_cause(probe.samples)}
 
 
 def idle_inputs(n: int, *, end_ms: int) -> list[tuple[str, dict[str, Any]]]:

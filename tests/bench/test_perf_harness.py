@@ -148,24 +148,11 @@ def test_two_workers_are_compared_with_one_over_the_same_first_seconds():
     assert report.ratios(r)["D2/D same window"] == 1.5
 
 
-def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(_PATH.parent))
-    spec = importlib.util.spec_from_file_location("bench_perf", _PATH.parent / "perf.py")
-    assert spec is not None and spec.loader is not None
-    perf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(perf)
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    with pytest.raises(SystemExit) as stopped:
-        perf.parse_args(["--profile-s", "10"])
-    assert stopped.value.code == 2
-    assert perf.parse_args(["--events", "10"]).profile_s == 0
-
-
-def _perf_latency():
+def bench_module(name: str):
+    """bench/<name>.py, imported as the harness runs it (its siblings importable)."""
     sys.path.insert(0, str(_PATH.parent))
     try:
-        spec = importlib.util.spec_from_file_location("bench_perf_latency",
-                                                      _PATH.parent / "perf_latency.py")
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", _PATH.parent / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -174,8 +161,17 @@ def _perf_latency():
         sys.path.remove(str(_PATH.parent))
 
 
+def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    perf = bench_module("perf")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(SystemExit) as stopped:
+        perf.parse_args(["--profile-s", "10"])
+    assert stopped.value.code == 2
+    assert perf.parse_args(["--events", "10"]).profile_s == 0
+
+
 def test_each_expected_decision_names_its_cause():
-    latency = _perf_latency()
+    latency = bench_module("perf_latency")
     t0 = 1_767_225_600_000
     inputs = [("friend-adds", {"event_id": f"fa{i}", "ts": t0 + i * 1000, "account_id": "m",
                                "friend_id": f"f{i}"}) for i in range(31)]
