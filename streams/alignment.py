@@ -14,13 +14,16 @@ reached the stage: after downtime or under lag) is not quiet but late, so
 the input waits for it up to `backlog_wait_ms` instead (Kafka Streams: an
 empty partition with known lag is waited for).
 
-Each held input is kept in its own account's record (streams/records.py
-`Pending.held`), written with the batch that holds it; its offset is then
-acked as usual. Releasing it changes the same record as applying it, in one
-write, so a crash leaves it either still held or applied, never lost (a
-separate per-partition value once lost inputs: the changelog partitions are
-acked independently). The buffers here are an in-memory index over those
-records, rebuilt from the table after a start or a rebalance.
+A held input lives only in memory; what makes it safe is the offset commit.
+The worker commits no input topic-partition past the earliest input it holds,
+nor past one released until the batch that applied it has handed its state to
+the producer (`floor`, `settle`; `WardenConsumer.commit_floor`): after a crash
+the held inputs are read again and the ones applied since are ignored as
+repeats (inputs are deduplicated by id in their account's record). Writing
+each held input into its account's record, as Warden did before, cost a load
+and a write of that record per input on top of the ones applying it (issue #5).
+Inputs that an older worker kept in account records (`Pending.held`) are still
+restored from them after a start or a rebalance, and leave as before.
 """
 
 from __future__ import annotations
@@ -29,14 +32,11 @@ import heapq
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
-
 from streams.records import Record
 
 HELD_CAP = 5_000  # inputs per partition; beyond it the earliest leave at once
-# bytes per partition, so one account's record (which keeps its held inputs) stays far below
-# Kafka's 1 MB record limit
-HELD_BYTES = 256 * 1024
+# bytes of held keys and values per partition (memory, and how far back a crash re-reads)
+HELD_BYTES = 4 * 1024 * 1024
 BACKLOG_WAIT_MS = 10_000
 
 
@@ -58,71 +58,113 @@ class InputAlignment:
         self.wall_ms = wall_ms
         self.cap = cap
         self.max_bytes = max_bytes
-        self._bytes: dict[int, int] = {}  # encoded size of the held entries per partition
+        self._bytes: dict[int, int] = {}  # held keys and values per partition
         self.newest: dict[tuple[str, int], int] = {}  # newest ts received, per topic-partition
+        # per partition: [ts, arrival, wall_in, Record, decoded event or None (restored)]
         self._heaps: dict[int, list[list[Any]]] = {}
         self._arrivals = 0
         self._ticked: dict[int, int] = {}
-        # (partition, arrival) -> decoded event, saves a second decode; arrival numbers of a
-        # partition's buffer restored from the table may repeat another partition's
-        self._decoded: dict[tuple[int, int], object] = {}
         self.timed_out = 0  # inputs released by the wait limit, not by every topic passing them
+        # offsets not to commit past, per input topic-partition: held, or released and not
+        # settled yet (offset -> count, and a heap of them with stale entries popped lazily)
+        self._unsettled: dict[tuple[str, int], dict[int, int]] = {}
+        self._floors: dict[tuple[str, int], list[int]] = {}
+        self._releasing: list[tuple[str, int, int]] = []
 
     def heap(self, partition: int) -> list[list[Any]]:
-        """Held inputs of a partition, [ts, arrival, wall_in, topic, offset, key, value, stamp],
-        loaded from the account records on first use (after a start or a rebalance)."""
+        """Held inputs of a partition, [ts, arrival, wall_in, record, event], with those an
+        older worker kept in account records (`load`, entries [ts, arrival, wall_in, topic,
+        offset, key, value, stamp]) restored first (after a start or a rebalance)."""
         heap = self._heaps.get(partition)
         if heap is None:
-            heap = list(self.load(partition))
-            for item in heap:
-                self._arrivals = max(self._arrivals, item[1])
-            self._bytes[partition] = sum(_size(item) for item in heap)
+            heap = []
+            for ts, arrival, wall_in, topic, offset, key, value, stamp in self.load(partition):
+                self._arrivals = max(self._arrivals, arrival)
+                heap.append([ts, arrival, wall_in,
+                             Record(topic, partition, offset,
+                                    None if key is None else key.encode(), value.encode(), stamp),
+                             None])
+            self._bytes[partition] = sum(_size(item[3]) for item in heap)
             heapq.heapify(heap)
             self._heaps[partition] = heap
         return heap
 
     def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the partitions' buffers (revoked or reassigned). Their offsets stay unsettled
+        until `reset_floors`: a commit during the rebalance must not pass them."""
         for partition in partitions:
-            for item in self._heaps.pop(partition, None) or ():
-                self._decoded.pop((partition, item[1]), None)
+            self._heaps.pop(partition, None)
             self._bytes.pop(partition, None)
             for topic in self.inputs:
                 self.newest.pop((topic, partition), None)
                 self.received.pop((topic, partition), None)
 
-    def hold(self, ts: int, rec: Record, event: object = None) -> list[Any]:
-        """Hold an input; returns its entry, for the caller to keep in the account's record."""
+    def reset_floors(self) -> None:
+        """After an assignment: every partition is read again from its committed offset."""
+        self._unsettled.clear()
+        self._floors.clear()
+        self._releasing.clear()
+
+    def hold(self, ts: int, rec: Record, event: object) -> None:
+        """Hold an input (with its decoded event), in memory only: its offset is not committed
+        until it has been applied (`floor`)."""
         heap = self.heap(rec.partition)  # loaded first: arrivals continue after its own
         self._arrivals += 1
-        if event is not None:
-            self._decoded[(rec.partition, self._arrivals)] = event
         key = (rec.topic, rec.partition)
         self.newest[key] = max(ts, self.newest.get(key, ts))
         self.received[key] = max(rec.offset, self.received.get(key, -1))
-        item = [ts, self._arrivals, self.wall_ms(), rec.topic, rec.offset,
-                None if rec.key is None else rec.key.decode(), (rec.value or b"").decode(),
-                rec.timestamp_ms]
-        heapq.heappush(heap, item)
-        self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(item)
-        return item
+        heapq.heappush(heap, [ts, self._arrivals, self.wall_ms(), rec, event])
+        self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(rec)
+        counts = self._unsettled.setdefault(key, {})
+        if rec.offset not in counts:
+            heapq.heappush(self._floors.setdefault(key, []), rec.offset)
+        counts[rec.offset] = counts.get(rec.offset, 0) + 1
 
     def release(self, partitions: Iterable[int]) -> list[tuple[int, int, Record, object]]:
         """Inputs free to go, in (ts, arrival) order per partition, with the decoded event
-        (None when it was held by an earlier run of the worker). The caller removes each from
-        its account's record (by arrival) in the batch that applies it."""
+        (None when it was restored from an account record: the caller decodes it and removes
+        it from that record, by arrival, in the batch that applies it). Their offsets stay
+        unsettled until `settle`."""
         out: list[tuple[int, int, Record, object]] = []
         now = self.wall_ms()
         for partition in partitions:
             heap = self.heap(partition)
             while heap and self._may_leave(heap, partition, now):
-                item = heapq.heappop(heap)
-                self._bytes[partition] -= _size(item)
-                ts, arrival, _wall, topic, offset, key, value, stamp = item
-                out.append((ts, arrival, Record(topic, partition, offset,
-                                                None if key is None else key.encode(),
-                                                value.encode(), stamp),
-                            self._decoded.pop((partition, arrival), None)))
+                ts, arrival, _wall, rec, event = heapq.heappop(heap)
+                self._bytes[partition] -= _size(rec)
+                if event is not None:  # (a restored one was committed long ago)
+                    self._releasing.append((rec.topic, rec.partition, rec.offset))
+                out.append((ts, arrival, rec, event))
         return out
+
+    def settle(self) -> None:
+        """The inputs released so far are applied and their state is with the producer (the
+        batch that applied them is committed): their offsets may be committed."""
+        touched = set()
+        for topic, partition, offset in self._releasing:
+            key = (topic, partition)
+            counts = self._unsettled.get(key)
+            if counts is None or offset not in counts:
+                continue  # (reset by an assignment since)
+            if counts[offset] > 1:
+                counts[offset] -= 1
+            else:
+                del counts[offset]
+            touched.add(key)
+        self._releasing.clear()
+        for topic, partition in touched:
+            self.floor(topic, partition)  # drops the settled offsets at the top of its heap
+
+    def floor(self, topic: str, partition: int) -> int | None:
+        """The lowest offset of the topic-partition not to commit past (None: no limit)."""
+        key = (topic, partition)
+        floors = self._floors.get(key)
+        if not floors:
+            return None
+        counts = self._unsettled[key]
+        while floors and floors[0] not in counts:
+            heapq.heappop(floors)
+        return floors[0] if floors else None
 
     def _head_wait(self, heap: list[list[Any]], partition: int) -> int:
         """How long the partition's earliest held input waits in all (0: it may leave now)."""
@@ -180,6 +222,5 @@ class InputAlignment:
         return due
 
 
-def _size(item: list[Any]) -> int:
-    """Exact stored size of one entry (escaping can double a value's quotes)."""
-    return len(orjson.dumps(item)) + 1
+def _size(rec: Record) -> int:
+    return len(rec.key or b"") + len(rec.value or b"")

@@ -88,8 +88,10 @@ class Warden:
         # the inboxes' records are handed out before the input backlog's (PriorityConsumerThread)
         self.app.transport.Consumer = type("Consumer", (WardenConsumer,), {
             "priority_topics": frozenset([s.topics.account_inbox, s.topics.device_inbox]),
-            "on_skipped": staticmethod(self._offsets_skipped)})
+            "on_skipped": staticmethod(self._offsets_skipped),
+            "commit_floor": staticmethod(self._commit_floor)})
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
+        self._input_topics = frozenset(s.topics.inputs)
         self._declare_topics()
         self._declare_tables()
         self.account_stage = AccountStage(
@@ -241,6 +243,8 @@ class Warden:
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.account_stage.forget_partitions(range(self.settings.partitions))
+            # read again from the committed offsets: inputs held before are read again too
+            self.account_stage.reset_commit_floors()
             self.device_stage.forget_partitions(range(self.settings.partitions))
             await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
 
@@ -295,6 +299,13 @@ class Warden:
                 stage.topic_offset[key] = max(position - 1, stage.topic_offset.get(key, -1))
                 received = stage.alignment.received
                 received[key] = max(position - 1, received.get(key, -1))
+
+    def _commit_floor(self, tp: TP) -> int | None:
+        """Inputs held for alignment live in memory: their offsets are not committed until
+        they are applied and written (streams/alignment.py)."""
+        if tp.topic not in self._input_topics:
+            return None
+        return self.account_stage.commit_floor(tp.topic, tp.partition)
 
     def _offsets_skipped(self, tp: TP, first: int, last: int) -> None:
         self.metrics.skipped_offsets.inc(last - first + 1)

@@ -27,7 +27,8 @@ Here: records fetched before a seek are not handed out (the rest of that batch i
 re-fetched from where the seek left the position); a gap covers only the offsets
 the broker skipped (compaction, transaction markers), never the record after it;
 and the committable offset walks up from the committed one through records
-handled or skipped, stopping at the first that is neither. Registered by
+handled or skipped, stopping at the first that is neither, and never passes the
+app's `commit_floor` (inputs the account stage holds in memory). Registered by
 `streams.app` as the transport's consumer class (Faust's `Transport.Consumer`).
 """
 
@@ -187,6 +188,9 @@ class WardenConsumer(faust_aiokafka.Consumer):
     _resume_after_flow: frozenset[TP] = frozenset()
     # told of every run of offsets the drain loop passed without handing out (set by the app)
     on_skipped: Callable[[TP, int, int], None] | None = None
+    # the lowest offset of a partition still needed after a crash though handled (acked):
+    # inputs the account stage holds in memory for alignment (set by the app)
+    commit_floor: Callable[[TP], int | None] | None = None
 
     def _new_consumer_thread(self) -> PriorityConsumerThread:
         thread = PriorityConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -408,6 +412,12 @@ class WardenConsumer(faust_aiokafka.Consumer):
         offset = committable_offset(self._committed_offset[tp], acked, skipped)
         if offset is None:
             return None
+        floor = self.commit_floor(tp) if self.commit_floor is not None else None
+        if floor is not None and floor < offset:
+            offset = floor  # (the acked offsets from it up stay, for the next commit's walk)
+            committed = self._committed_offset[tp]
+            if committed is not None and offset <= committed:
+                return None
         acked[:] = [o for o in acked if o >= offset]
         self._acked_index[tp] = {o for o in self._acked_index[tp] if o >= offset}
         skipped.chop(0, offset)

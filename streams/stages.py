@@ -163,6 +163,9 @@ class AccountStage:
         batches, inputs wait in `self.alignment` (streams/alignment.py) until
         the other input topics have caught up with them.
         """
+        # the batch before this one is written (the agent awaits it): what it applied may be
+        # committed (streams/alignment.py)
+        self.alignment.settle()
         work = _Work(self)
         records = list(records)
         parsed = [work.parse(record) for record in records]
@@ -194,34 +197,41 @@ class AccountStage:
 
     def _aligned(self, work: _Work, parsed: list[tuple[int, int, Record, object]],
                  partitions: list[int]) -> list[tuple[int, int, Record, object]]:
-        """Inputs go into the alignment buffer (and their account's record); what it releases
-        leaves the record and joins the other items, to be applied in this batch."""
+        """Inputs go into the alignment buffer (in memory: their offsets are not committed
+        until applied, streams/alignment.py); what it releases joins the other items, to
+        be applied in this batch."""
         align = self.alignment
         kept = []
         for item in parsed:
             if isinstance(item[3], INPUT_TYPES):
-                rec = item[2]
-                key = rec.key or b""
-                entry = align.hold(item[0], rec, item[3])
-                work.record(key).pending.held.append(entry)
-                work.dirty[key] = rec.partition
+                align.hold(item[0], item[2], item[3])
             else:
                 kept.append(item)
         timed_out = align.timed_out
         for ts, arrival, rec, event in align.release(partitions):
-            key = rec.key or b""
-            pending = work.record(key).pending
-            pending.held = [e for e in pending.held if e[1] != arrival]
-            work.dirty[key] = rec.partition
-            if event is None:  # held before a restart
+            if event is None:  # kept in its account's record by an older worker
+                key = rec.key or b""
+                pending = work.record(key).pending
+                pending.held = [e for e in pending.held if e[1] != arrival]
+                work.dirty[key] = rec.partition
                 event = decode(self.names.canonical(rec.topic), rec.value or b"")
             kept.append((ts, arrival, rec, event))
         if align.timed_out > timed_out:
             self.metrics.align_timeouts.inc(align.timed_out - timed_out)
         return kept
 
+    def reset_commit_floors(self) -> None:
+        """After an assignment every partition is read from its committed offset again."""
+        self.alignment.reset_floors()
+
+    def commit_floor(self, topic: str, partition: int) -> int | None:
+        """The offset of `topic` (an input) not to commit past: its earliest input held for
+        alignment, or released in a batch not written yet (None: no limit)."""
+        return self.alignment.floor(topic, partition)
+
     def _held_entries(self, partition: int) -> list[list[Any]]:
-        """Every input held in the partition's account records (after a start or a rebalance)."""
+        """Every input an older worker held in the partition's account records (after a start
+        or a rebalance)."""
         if partition not in self._held_loaded:
             self._scan(partition)
         return self._held_loaded.pop(partition)

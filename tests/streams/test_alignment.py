@@ -33,11 +33,11 @@ def released_times(align: InputAlignment, partition: int = 0) -> list[int]:
 def test_an_input_waits_until_every_input_topic_has_passed_its_time():
     wall = Wall()
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
-    align.hold(20, rec("device-signals", 0, 20))
+    align.hold(20, rec("device-signals", 0, 20), "event")
     assert released_times(align) == []
     for offset, topic in enumerate(t for t in INPUTS if t != "device-signals"):
         assert released_times(align) == []
-        align.hold(30 + offset, rec(topic, 0, 30 + offset))
+        align.hold(30 + offset, rec(topic, 0, 30 + offset), "event")
     # every topic has now delivered something at least as late as 20; later ones still wait
     assert released_times(align) == [20]
 
@@ -45,9 +45,9 @@ def test_an_input_waits_until_every_input_topic_has_passed_its_time():
 def test_the_held_inputs_leave_in_event_time_order_not_arrival_order():
     wall = Wall()
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
-    align.hold(50, rec("device-signals", 0, 50))
-    align.hold(10, rec("moderation-commands", 0, 10))
-    align.hold(30, rec("friend-adds", 0, 30))
+    align.hold(50, rec("device-signals", 0, 50), "event")
+    align.hold(10, rec("moderation-commands", 0, 10), "event")
+    align.hold(30, rec("friend-adds", 0, 30), "event")
     wall.now = 100
     assert released_times(align) == [10, 30, 50]
 
@@ -55,7 +55,7 @@ def test_the_held_inputs_leave_in_event_time_order_not_arrival_order():
 def test_a_quiet_topic_holds_inputs_back_for_align_ms_of_wall_time_only():
     wall = Wall()
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
-    align.hold(20, rec("friend-adds", 0, 20))
+    align.hold(20, rec("friend-adds", 0, 20), "event")
     wall.now = 99
     assert released_times(align) == [] and align.due([0]) == []
     wall.now = 100
@@ -71,9 +71,9 @@ def test_the_stage_knows_when_the_next_held_input_may_leave_without_a_tick():
     wall = Wall()
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
     assert align.next_due_ms() is None and align.due_partitions() == []
-    align.hold(20, rec("friend-adds", 0, 20, partition=0))
+    align.hold(20, rec("friend-adds", 0, 20, partition=0), "event")
     wall.now = 30
-    align.hold(25, rec("friend-adds", 0, 25, partition=2))
+    align.hold(25, rec("friend-adds", 0, 25, partition=2), "event")
     wall.now = 60
     assert align.next_due_ms() == 40 and align.due_partitions() == []
     wall.now = 100
@@ -88,9 +88,9 @@ def test_the_stage_knows_when_the_next_held_input_may_leave_without_a_tick():
 
 def test_a_full_buffer_is_due_at_once():
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(), cap=1)
-    align.hold(1, rec("friend-adds", 0, 1))
+    align.hold(1, rec("friend-adds", 0, 1), "event")
     assert align.next_due_ms() == 100
-    align.hold(2, rec("friend-adds", 1, 2))
+    align.hold(2, rec("friend-adds", 1, 2), "event")
     assert align.next_due_ms() == 0 and align.due_partitions() == [0]
     assert align.timed_out == 0  # (asking does not count a release)
 
@@ -102,13 +102,13 @@ def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
     ends = {("friend-adds", 0): 50}
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall,
                            highwater=lambda t, p: ends.get((t, p)), backlog_wait_ms=5_000)
-    align.hold(20, rec("device-signals", 0, 20))
-    align.hold(5, rec("friend-adds", 9, 5))  # friend-adds offsets 10..49 still to come
+    align.hold(20, rec("device-signals", 0, 20), "event")
+    align.hold(5, rec("friend-adds", 9, 5), "event")  # friend-adds offsets 10..49 still to come
     wall.now = 1_000
     assert released_times(align) == [5] and align.due([0]) == []
-    align.hold(25, rec("friend-adds", 49, 25))  # caught up with the device signal
+    align.hold(25, rec("friend-adds", 49, 25), "event")  # caught up with the device signal
     assert released_times(align) == [20]
-    align.hold(30, rec("device-signals", 1, 30))
+    align.hold(30, rec("device-signals", 1, 30), "event")
     ends[("friend-adds", 0)] = 80
     wall.now = 5_999  # the friend add at 25 only waits align_ms for the quiet topics
     assert released_times(align) == [25]
@@ -118,35 +118,83 @@ def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
 
 def test_zero_align_ms_releases_everything_at_once():
     align = InputAlignment(inputs=INPUTS, align_ms=0, load=lambda p: [], wall_ms=Wall())
-    align.hold(20, rec("friend-adds", 0, 20))
+    align.hold(20, rec("friend-adds", 0, 20), "event")
     assert released_times(align) == [20]
 
 
 def test_the_buffer_is_capped():
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(), cap=3)
     for i in range(5):
-        align.hold(i, rec("friend-adds", i, i))
+        align.hold(i, rec("friend-adds", i, i), "event")
     assert released_times(align) == [0, 1]
 
 
-def test_the_stored_buffer_stays_under_its_byte_budget():
-    """Held inputs are kept in their accounts' records: a backlog of large inputs must not
-    grow one past what Kafka accepts in one record."""
+def test_the_buffer_is_capped_in_bytes():
+    """Held inputs live in memory and hold the commit back: a backlog of large inputs leaves
+    once the partition's held bytes pass the budget."""
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(),
                            max_bytes=100_000)
     for i in range(200):
         align.hold(i, Record("friend-adds", 0, i, b"a", orjson.dumps({"ts": i, "pad": "x" * 2000}),
-                             None))
+                             None), "event")
     align.release([0])
-    assert 100_000 - 2_100 < len(orjson.dumps(align.heap(0))) <= 100_000
+    held = align.heap(0)
+    assert 100_000 - 2_100 < sum(len(e[3].value) + 1 for e in held) <= 100_000
 
 
-def test_held_inputs_survive_a_restart_through_the_account_records():
+def test_no_offset_is_committed_past_a_held_input_or_one_applied_in_a_batch_not_written():
+    """Held inputs live in memory only: after a crash they are read again from the committed
+    offset (those applied since are ignored as repeats), so the commit stops at the
+    earliest one, and at a released one until the batch that applied it is written."""
     wall = Wall()
-    saved: dict[int, list] = {2: []}  # what the account records keep, per partition
     align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
-    saved[2].append(align.hold(20, rec("friend-adds", 7, 20, partition=2), event="decoded"))
-    saved[2].append(align.hold(10, rec("room-creations", 3, 10, partition=2)))
+    assert align.floor("friend-adds", 0) is None
+    align.hold(30, rec("friend-adds", 7, 30), "e7")
+    align.hold(20, rec("friend-adds", 8, 20), "e8")  # earlier event time, later offset
+    align.hold(25, rec("room-creations", 3, 25), "r3")
+    assert align.floor("friend-adds", 0) == 7 and align.floor("room-creations", 0) == 3
+    wall.now = 100
+    assert [r.offset for _, _, r, _ in align.release([0])] == [8, 3, 7]
+    assert align.floor("friend-adds", 0) == 7  # applied, not written yet
+    align.settle()  # the batch that applied them is written
+    assert align.floor("friend-adds", 0) is None and align.floor("room-creations", 0) is None
+
+
+def test_a_held_input_keeps_the_floor_until_it_leaves_whatever_leaves_before_it():
+    wall = Wall()
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
+    align.hold(50, rec("friend-adds", 4, 50), "late")
+    for topic in INPUTS:
+        if topic != "friend-adds":
+            align.hold(47, rec(topic, 0, 47), "e")
+    align.hold(45, rec("friend-adds", 5, 45), "earlier")
+    released = [(r.topic, r.offset) for _, _, r, _ in align.release([0])]
+    assert ("friend-adds", 5) in released and ("friend-adds", 4) not in released  # 47 < 50
+    align.settle()
+    assert align.floor("friend-adds", 0) == 4
+    wall.now = 100
+    assert [r.offset for _, _, r, _ in align.release([0])] == [4]
+    align.settle()
+    assert align.floor("friend-adds", 0) is None
+
+
+def test_a_rebalance_keeps_the_floor_until_the_partitions_are_assigned_again():
+    """Faust commits while partitions are revoked: inputs held then are not applied by this
+    worker, so their offsets must stay uncommitted; the next assignment reads them again."""
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall())
+    align.hold(30, rec("friend-adds", 7, 30), "e7")
+    align.forget([0])
+    assert align.heap(0) == [] and align.floor("friend-adds", 0) == 7
+    align.reset_floors()
+    assert align.floor("friend-adds", 0) is None
+
+
+def test_inputs_an_older_worker_kept_in_account_records_are_restored_and_leave():
+    """Before, held inputs were kept in their accounts' records ([ts, arrival, wall_in, topic,
+    offset, key, value, stamp]); a worker started on such records restores them."""
+    wall = Wall()
+    saved = {2: [[20, 1, 0, "friend-adds", 7, "a", orjson.dumps({"ts": 20}).decode(), None],
+                 [10, 2, 0, "room-creations", 3, "a", orjson.dumps({"ts": 10}).decode(), None]]}
     restarted = InputAlignment(inputs=INPUTS, align_ms=100,
                                load=lambda p: [list(e) for e in saved.get(p, [])], wall_ms=wall)
     wall.now = 1000
@@ -155,6 +203,7 @@ def test_held_inputs_survive_a_restart_through_the_account_records():
         (10, "room-creations", 3, None), (20, "friend-adds", 7, None)]
     assert out[1][2].value == orjson.dumps({"ts": 20}) and out[1][2].key == b"a"
     assert restarted.heap(2) == []
+    assert restarted.floor("friend-adds", 2) is None  # (committed long ago)
 
 
 def test_after_a_restart_each_held_input_keeps_its_own_event():
@@ -163,11 +212,10 @@ def test_after_a_restart_each_held_input_keeps_its_own_event():
     reused its arrival numbers, and an input was released with another input's decoded event
     (one applied twice, the other lost)."""
     wall = Wall()
-    before = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall)
-    saved = {1: [before.hold(10, rec("friend-adds", 0, 10, partition=1), event="p1-first")]}
+    saved = {1: [[10, 1, 0, "friend-adds", 0, "a", orjson.dumps({"ts": 10}).decode(), None]]}
     after = InputAlignment(inputs=INPUTS, align_ms=100,
                            load=lambda p: [list(e) for e in saved.get(p, [])], wall_ms=wall)
-    after.hold(20, rec("friend-adds", 0, 20, partition=0), event="p0-first")
+    after.hold(20, rec("friend-adds", 0, 20, partition=0), "p0-first")
     wall.now = 1_000
     assert [(r.partition, r.offset, event) for _, _, r, event in after.release([1, 0])] == [
         (1, 0, None), (0, 0, "p0-first")]  # p1's input is decoded again from its record
@@ -227,6 +275,25 @@ def test_held_inputs_leave_in_a_batch_with_no_record_once_their_wait_ran_out():
     bus._deliver(bus.commit(bus.account.process([])))
     assert [(d["type"], d["at"]) for d in bus.decisions] == want
     assert bus.account.next_batch_s() is None
+
+
+def test_a_held_input_writes_no_record_and_holds_the_commit_back_until_it_is_written():
+    """Holding an input costs no account-record write: its offset is simply not committed
+    (`commit_floor`) until the batch that applied it was written, i.e. the stage's next."""
+    inputs = _appeal_story()
+    bus = Bus()
+    bus.account.alignment.align_ms = 100
+    topic, value = inputs[0]
+    record = bus.record(topic, b"acct", orjson.dumps(value))
+    holding = bus.account.process([record])
+    assert holding.writes == {} and bus.account.commit_floor(topic, record.partition) == 0
+    bus.account.wall_ms = lambda: T0 + 1_000  # the wait ran out
+    applying = bus.account.process([])
+    assert ("accounts", b"acct") in applying.writes
+    assert bus.account.commit_floor(topic, record.partition) == 0  # not written yet
+    bus.commit(applying)
+    bus.account.process([])  # (the agent's next batch: the one before is written)
+    assert bus.account.commit_floor(topic, record.partition) is None
 
 
 def test_a_lift_fires_before_a_later_input_while_other_inputs_wait_in_the_buffer():

@@ -58,6 +58,36 @@ def test_a_first_commit_starts_at_the_lowest_acknowledged_offset():
     assert committable_offset(None, [5, 6, 7], gaps()) == 8
 
 
+def consumer_with_acks(tp: TP, committed: int | None, acked: list[int],
+                       floor: int | None) -> WardenConsumer:
+    consumer = object.__new__(WardenConsumer)
+    consumer._acked = {tp: list(acked)}
+    consumer._acked_index = {tp: set(acked)}
+    consumer._gap = {tp: IntervalTree()}
+    consumer._committed_offset = {tp: committed}
+    consumer.commit_floor = lambda t: floor if t == tp else None
+    return consumer
+
+
+def test_the_commit_stops_at_the_apps_floor_and_walks_on_from_it_once_the_floor_moves():
+    """Inputs the account stage holds in memory for alignment are handled (acked) but not
+    applied: the commit stops at the earliest of them (streams/alignment.py)."""
+    tp = TP("friend-adds", 0)
+    consumer = consumer_with_acks(tp, 10, [10, 11, 12, 13, 14], floor=12)
+    assert consumer._new_offset(tp) == 12
+    consumer._committed_offset[tp] = 12
+    assert consumer._acked[tp] == [12, 13, 14]  # kept, for when the floor moves
+    assert consumer._new_offset(tp) is None  # no further while it stays
+    consumer.commit_floor = lambda t: None
+    assert consumer._new_offset(tp) == 15
+
+
+def test_a_floor_at_or_below_the_committed_offset_commits_nothing():
+    tp = TP("friend-adds", 0)
+    assert consumer_with_acks(tp, 10, [10, 11], floor=10)._new_offset(tp) is None
+    assert consumer_with_acks(tp, 10, [10, 11], floor=20)._new_offset(tp) == 12
+
+
 # --- records fetched before a seek are not handed out ------------------------------------
 TOPIC = TP("friend-adds", 0)
 

@@ -1,10 +1,12 @@
 """kill -9 at random points, simulated without Kafka: topics are logs, tables are changelogs.
 
-What a crash keeps, as on the real services: every output a batch produced (the agent waits
-for the broker's acks before writing state), for each changelog topic-partition its own
-prefix of the writes made since the last offset commit (Faust flushes the producer before
-committing offsets; the partitions are acked independently), and the committed offsets. In-memory state (lift heaps, clocks' caches, alignment buffers) is lost. Fetches
-interleave the input topics and the inboxes unevenly, as separate fetch responses do.
+What a crash keeps, as on the real services: every output a batch produced (the agent
+waits for the broker's acks before writing state), for each changelog topic-partition its
+own prefix of the writes made since the last offset commit (Faust flushes the producer
+before committing offsets; the partitions are acked independently), and the committed
+offsets, which never pass an input the account stage still holds for alignment
+(`commit_floor`). In-memory state (lift heaps, clocks' caches, alignment buffers) is lost.
+Fetches interleave the input topics and the inboxes unevenly, as separate fetch responses do.
 
 The decisions, deduplicated by `decision_id`, must be exactly replay's, and no
 `decision_id` may name two different decisions.
@@ -90,8 +92,11 @@ class CrashBus:
         self.start()
 
     def commit_offsets(self) -> None:
+        """As `WardenConsumer`: no input partition past the account stage's commit floor."""
         self.durable = {log_id: len(log) for log_id, log in self.changelogs.items()}
-        self.committed = dict(self.position)
+        for (topic, partition), position in self.position.items():
+            floor = self.account.commit_floor(topic, partition)
+            self.committed[(topic, partition)] = position if floor is None else min(position, floor)
 
     def fetch(self, topics: tuple[str, ...], partition: int) -> list[Record]:
         """Uneven: each topic contributes 0-4 of its next records (0 to the partition's speed)."""
