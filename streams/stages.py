@@ -594,7 +594,7 @@ class _Work:
             # handled only now: lifts its backlog was holding back may fire
             stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
             stage.progress_wall[topic_partition] = stage.wall_ms()
-            self.fire_due(rec.partition, stage.lift_clock(rec.partition, self.clock(rec.partition)))
+            self.fire_due_by(rec.partition, self.clock(rec.partition))
         else:
             msg: Any = item
             if isinstance(msg, DeviceChecked | ReportWeighed):
@@ -842,12 +842,19 @@ class _Work:
         backlog in one topic cannot make them fire early.
         """
         if ts > self.clock(partition):
-            self.fire_due(partition, self.stage.lift_clock(partition, ts))
+            self.fire_due_by(partition, ts)
             self.clocks[partition] = max(self.clocks[partition], ts)
         else:
             # an item behind the clock (a late topic, or redelivery after a crash that kept
             # the clock but not every account's record) goes before lifts due after its ts
-            self.fire_due(partition, min(ts, self.stage.lift_clock(partition, self.clock(partition))))
+            self.fire_due_by(partition, ts)
+
+    def fire_due_by(self, partition: int, clock: int) -> None:
+        """`fire_due` up to `clock` held back by inputs not applied yet (`lift_clock`), which
+        is only worked out when a lift is due by `clock` at all (most inputs have none)."""
+        heap = self.stage.lifts(partition)
+        if heap and heap[0][0] <= clock:
+            self.fire_due(partition, self.stage.lift_clock(partition, clock))
 
     def fire_due(self, partition: int, until: int) -> None:
         heap = self.stage.lifts(partition)
