@@ -60,6 +60,7 @@ from streams.records import (
     Output,
     Record,
     by_time,
+    compact,
     encode_tick,
     load_account,
     needs_hop,
@@ -77,6 +78,7 @@ __all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "R
 
 
 MAX_DEAD_LETTER_KEY = 1024
+AWAITING_KEPT = 50_000  # decoded records of accounts awaiting replies kept at most
 _UNSENT = object()
 
 
@@ -141,6 +143,10 @@ class AccountStage:
         self._gates: dict[int, dict[bytes, tuple[int, int]]] = {}
         self.gate_wait_ms = gate_wait_ms
         self._cursors: dict[str, Any] = {}
+        # accounts awaiting a cross-key reply: key -> (the value last written, that record
+        # decoded), taken instead of decoding while the table still holds that value (the
+        # reply's batch loads the account again, usually within a few batches)
+        self.awaiting_replies: dict[bytes, tuple[bytes, AccountRecord]] = {}
         self.last_event_wall: dict[int, int] = {}
         # liveness: when each input topic-partition last had nothing waiting or made progress
         self.progress_wall: dict[tuple[str, int], int] = {}
@@ -518,6 +524,7 @@ class AccountStage:
             self._marks_sent.pop(partition, None)
             self.in_flight.pop(partition, None)
         self.alignment.forget(partitions)
+        self.awaiting_replies.clear()  # (the recovered table decides)
 
     def idle_ticks(self, assigned: Iterable[int], *, grace_ms: int) -> list[Output]:
         """Advance idle partitions' clocks from the wall clock, so lifts still fire."""
@@ -809,7 +816,10 @@ class _Work:
     def record(self, key: bytes) -> AccountRecord:
         record = self.records.get(key)
         if record is None:
-            record = load_account(self.stage.accounts.get(key))
+            raw = self.stage.accounts.get(key)
+            kept = self.stage.awaiting_replies.pop(key, None)
+            # (taken out: a batch that changes it without writing it cannot leave it stale)
+            record = kept[1] if kept is not None and raw == kept[0] else load_account(raw)
             self.records[key] = record
         return record
 
@@ -876,9 +886,15 @@ class _Work:
             for partition in self.replied:
                 for topic in stage.names.inputs:
                     stage.progress_wall[(topic, partition)] = now
+        awaiting_replies = stage.awaiting_replies
         for key, partition in self.dirty.items():
             record = self.records[key]
-            self.batch.writes[("accounts", key)] = (partition, record.encode())
+            value = record.encode()
+            if value is not None and record.pending.flight:
+                value = compact(value)  # (kept: not orjson's 4 KiB block)
+                if len(awaiting_replies) < AWAITING_KEPT:
+                    awaiting_replies[key] = (value, record)
+            self.batch.writes[("accounts", key)] = (partition, value)
             since = pending_since(record, stage.policy)
             awaiting = stage.awaiting(partition)
             if since is not None:

@@ -20,6 +20,7 @@ from streams.stages import (
     AccountStage,
     DeviceStage,
     Record,
+    _Work,
     encode_tick,
     load_account,
     partition_of,
@@ -477,6 +478,29 @@ def test_cross_key_requests_in_flight_are_counted_until_answered():
     assert bus.account.in_flight == {rec.partition: 1}   # a device check was sent
     bus._deliver(follow)                                  # ...and answered
     assert bus.account.in_flight == {rec.partition: 0}
+
+
+def test_an_account_awaiting_a_reply_stays_decoded_while_the_table_holds_what_was_written():
+    """Its reply's batch loads the account again: the record written is taken as it was,
+    unless the table has changed since (e.g. by the sweep), and a batch takes it out."""
+    bus = Bus()
+    value = {"event_id": "fa1", "ts": T0, "account_id": "mallory", "friend_id": "f1",
+             "device_id": "dev-m"}
+    rec = bus.record("friend-adds", b"mallory", orjson.dumps(value))
+    follow = bus.commit(bus.account.process([rec]))
+    written, record = bus.account.awaiting_replies[b"mallory"]
+    assert bus.accounts[b"mallory"] == written and record.pending.flight
+    assert _Work(bus.account).record(b"mallory") is record
+    assert b"mallory" not in bus.account.awaiting_replies  # (taken out while in use)
+
+    bus.account.awaiting_replies[b"mallory"] = (written, record)
+    bus.accounts[b"mallory"] = written.replace(b'"fa1"', b'"fa0"')  # changed since
+    again = _Work(bus.account).record(b"mallory")
+    assert again is not record and "fa0" in again.seen
+    bus.accounts[b"mallory"] = written
+    bus._deliver(follow)  # answered: nothing awaits, nothing is kept
+    assert bus.account.awaiting_replies == {}
+    assert [d["type"] for d in bus.decisions] == []
 
 
 def test_every_input_is_settled_once_when_its_replies_are_in():
