@@ -51,13 +51,18 @@ def encode_message(msg: Message) -> bytes:
     return orjson.dumps([MESSAGE_TAGS[type(msg)], *values])
 
 
+# per tag: the message class, and which of its fields (in order) hold signals
+_DECODING = {tag: (cls, tuple(f in SIGNAL_FIELDS for f in cls.__dataclass_fields__))
+             for tag, cls in _BY_TAG.items()}
+
+
 def decode_message(raw: bytes) -> Message:
+    """(About three per input event cross the stages: the field list is looked up once per
+    tag, and only lists are converted.)"""
     tag, *values = orjson.loads(raw)
-    cls = _BY_TAG[tag]
-    fields = list(cls.__dataclass_fields__)
-    return cls(*(  # type: ignore[no-any-return]
-        _signals_in(v) if f in SIGNAL_FIELDS else _tuples(v) for f, v in zip(fields, values, strict=False)
-    ))
+    cls, signal_at = _DECODING[tag]
+    return cls(*[_signals_in(v) if signals else _tuples(v) if type(v) is list else v  # type: ignore[no-any-return]
+                 for signals, v in zip(signal_at, values, strict=False)])
 
 
 def _signals_out(signals: tuple[Signal, ...]) -> list[list[Any]]:
