@@ -24,7 +24,9 @@ from detectors.messages import LiftDue
 from streams.topics import TopicNames
 
 
-@dataclass(frozen=True, slots=True)
+# Record and Output are plain carriers made several times per event: not frozen, as a frozen
+# dataclass's __init__ sets each field through object.__setattr__ (3x the cost)
+@dataclass(slots=True)
 class Record:
     topic: str
     partition: int
@@ -34,7 +36,7 @@ class Record:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     topic: str
     key: bytes | None
