@@ -35,8 +35,9 @@ from typing import Any
 from streams.records import Record
 
 HELD_CAP = 5_000  # inputs per partition; beyond it the earliest leave at once
-# bytes of held keys and values per partition (memory, and how far back a crash re-reads)
-HELD_BYTES = 4 * 1024 * 1024
+# bytes of held keys and values per partition: memory, and how far back a crash re-reads (the
+# budget is the one held inputs had when they were kept in account records)
+HELD_BYTES = 256 * 1024
 BACKLOG_WAIT_MS = 10_000
 
 

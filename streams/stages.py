@@ -78,7 +78,10 @@ __all__ = ["AccountRecord", "AccountStage", "Batch", "DeviceStage", "Output", "R
 
 
 MAX_DEAD_LETTER_KEY = 1024
-AWAITING_KEPT = 50_000  # decoded records of accounts awaiting replies kept at most
+# decoded records of accounts awaiting replies kept at most: enough for the steady state (at
+# 2,000 events/s a few hundred await one), bounded under a backlog, where hot accounts' decoded
+# records (their dedupe ids) cost tens of KB each
+AWAITING_KEPT = 4_096
 _UNSENT = object()
 
 
