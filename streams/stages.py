@@ -854,13 +854,11 @@ class _Work:
         Lifts wait for every input topic of the partition (`lift_clock`), so a
         backlog in one topic cannot make them fire early.
         """
-        if ts > self.clock(partition):
-            self.fire_due_by(partition, ts)
-            self.clocks[partition] = max(self.clocks[partition], ts)
-        else:
-            # an item behind the clock (a late topic, or redelivery after a crash that kept
-            # the clock but not every account's record) goes before lifts due after its ts
-            self.fire_due_by(partition, ts)
+        # (an item behind the clock, from a late topic or redelivered after a crash that kept
+        # the clock but not every account's record, goes before lifts due after its ts)
+        self.clock(partition)  # (read first: lifts that fire move it)
+        self.fire_due_by(partition, ts)
+        self.clocks[partition] = max(self.clocks[partition], ts)
 
     def fire_due_by(self, partition: int, clock: int) -> None:
         """`fire_due` up to `clock` held back by inputs not applied yet (`lift_clock`), which
