@@ -155,6 +155,7 @@ class Warden:
                 if records:  # (none: held inputs' wait ended, `next_batch_s`)
                     self.metrics.batch_size.observe(len(records))
                 await self.commit(self.account_stage.process(records))
+                self.account_stage.batch_written()  # (inputs it applied may be committed)
                 await self._pace_inputs()
 
         @app.agent(self.device_source, name="device-stage")

@@ -112,12 +112,13 @@ def load_account(raw: bytes | None) -> AccountRecord:
 
 @dataclass
 class Pending:
-    """An account's inputs not applied yet: awaiting cross-key replies, parked behind them,
-    or held for the other input topics (streams/alignment.py)."""
+    """An account's inputs not applied yet: awaiting cross-key replies, or parked behind them.
+    (Inputs held for the other input topics live in memory, streams/alignment.py; `held` is
+    what workers before the commit floor kept here, restored and released after a start.)"""
 
     flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
     parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
-    # alignment entries [ts, arrival, wall_in, topic, offset, key, value, stamp]
+    # alignment entries [ts, arrival, wall_in, topic, offset, key, value, stamp] (older workers)
     held: list[list[Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:

@@ -172,8 +172,8 @@ class AccountStage:
         batches, inputs wait in `self.alignment` (streams/alignment.py) until
         the other input topics have caught up with them.
         """
-        # the batch before this one is written (the agent awaits it): what it applied may be
-        # committed (streams/alignment.py)
+        # the batch before this one is written (the agent awaits it; it also says so at once,
+        # `batch_written`): what it applied may be committed (streams/alignment.py)
         self.alignment.settle()
         work = _Work(self)
         records = list(records)
@@ -229,6 +229,12 @@ class AccountStage:
             self.metrics.align_timeouts.inc(align.timed_out - timed_out)
         return kept
 
+    def batch_written(self) -> None:
+        """The last batch's outputs are delivered and its state is with the producer: the
+        inputs it applied may be committed (without waiting for a next batch, which a quiet
+        partition may not get)."""
+        self.alignment.settle()
+
     def reset_commit_floors(self) -> None:
         """After an assignment every partition is read from its committed offset again."""
         self.alignment.reset_floors()
@@ -247,7 +253,8 @@ class AccountStage:
 
     def _scan(self, partition: int) -> None:
         """One pass over the partition's account records (after a start or a rebalance): its
-        due-lift heap, the inputs held for alignment, and the accounts awaiting replies."""
+        due-lift heap, the inputs older workers held there for alignment, and the accounts
+        awaiting replies."""
         heap: list[tuple[int, str]] = []
         held: list[list[Any]] = []
         pending: dict[bytes, int] = {}

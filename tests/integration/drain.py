@@ -77,8 +77,9 @@ def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], fl
 
 
 def nothing_held(worker) -> bool:  # type: ignore[no-untyped-def]
-    """No input waits in the worker's alignment buffer (README "Time"): an input's offset is
-    committed when it enters the buffer, so zero lag alone does not mean it was applied."""
+    """No input waits in the worker's alignment buffer (README "Time"). Its offset is not
+    committed before it is applied (the commit floor), so zero lag already says so; this is
+    a second witness, from the worker's side."""
     try:
         text = metrics_text(worker)
     except OSError:

@@ -296,6 +296,20 @@ def test_a_held_input_writes_no_record_and_holds_the_commit_back_until_it_is_wri
     assert bus.account.commit_floor(topic, record.partition) is None
 
 
+def test_a_written_batch_lifts_the_floor_without_waiting_for_another_batch():
+    """A quiet partition may get no further batch: the agent says when a batch is written."""
+    topic, value = _appeal_story()[0]
+    bus = Bus()
+    bus.account.alignment.align_ms = 100
+    record = bus.record(topic, b"acct", orjson.dumps(value))
+    bus.commit(bus.account.process([record]))
+    bus.account.wall_ms = lambda: T0 + 1_000
+    bus.commit(bus.account.process([]))
+    assert bus.account.commit_floor(topic, record.partition) == 0
+    bus.account.batch_written()
+    assert bus.account.commit_floor(topic, record.partition) is None
+
+
 def test_a_lift_fires_before_a_later_input_while_other_inputs_wait_in_the_buffer():
     """Replay: the restriction lifts at lift_at, then an operator's restrict an hour later
     restricts anew. Live, another topic's later input still waits in the buffer when the
