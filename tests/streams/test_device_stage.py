@@ -148,3 +148,28 @@ def test_a_partition_announcing_afresh_first_makes_the_device_forget_what_it_sai
     assert not any(A1.encode() in key for key in dev.held)
     dev.feed(encode_reset(0))
     assert dev.applied == [(B0, T0 + 30)]
+
+
+def devices_on_partition_0(n: int) -> list[str]:
+    return [d for d in (f"dev-{i}" for i in range(200))
+            if partition_of(d.encode(), PARTITIONS) == 0][:n]
+
+
+def test_a_batch_answers_only_devices_whose_head_may_leave_in_the_order_they_began_waiting():
+    """The frontiers passed the heads of the second and third devices' queues, not the
+    first's: those two answer, in the order their queues began; the first answers once its
+    request has waited hop_wait_ms. The frontier is the earliest request still waiting."""
+    d1, d2, d3 = devices_on_partition_0(3)
+    dev = Device()
+    dev.feed(mark(0, T0), mark(1, T0))
+    dev.feed(use(A0, T0 + 30, d1), use(B0, T0 + 10, d2), use(A1, T0 + 20, d3))
+    assert dev.applied == [] and dev.stage.waiting() == {0: 3}
+    assert dev.stage.frontier(0) == T0
+    dev.feed(mark(0, T0 + 25), mark(1, T0 + 25))
+    assert dev.applied == [(B0, T0 + 10), (A1, T0 + 20)]
+    assert dev.stage.waiting() == {0: 1} and dev.stage.frontier(0) == T0 + 25
+    dev.wall += 10_000
+    assert dev.stage.due_ticks([0])
+    dev.feed(b'["tick"]')
+    assert dev.applied[-1] == (A0, T0 + 30) and dev.stage.waiting() == {0: 0}
+    assert dev.stage.frontier(0) == T0 + 25
