@@ -91,7 +91,6 @@ class Warden:
             "on_skipped": staticmethod(self._offsets_skipped),
             "commit_floor": staticmethod(self._commit_floor)})
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
-        self._input_topics = frozenset(s.topics.inputs)
         self._declare_topics()
         self._declare_tables()
         self.account_stage = AccountStage(
@@ -304,9 +303,7 @@ class Warden:
     def _commit_floor(self, tp: TP) -> int | None:
         """Inputs held for alignment live in memory: their offsets are not committed until
         they are applied and written (streams/alignment.py)."""
-        if tp.topic not in self._input_topics:
-            return None
-        return self.account_stage.commit_floor(tp.topic, tp.partition)
+        return self.account_stage.commit_floor(tp.topic, tp.partition)  # (None: not an input)
 
     def _offsets_skipped(self, tp: TP, first: int, last: int) -> None:
         self.metrics.skipped_offsets.inc(last - first + 1)
