@@ -172,9 +172,6 @@ class AccountStage:
         batches, inputs wait in `self.alignment` (streams/alignment.py) until
         the other input topics have caught up with them.
         """
-        # the batch before this one is written (the agent awaits it; it also says so at once,
-        # `batch_written`): what it applied may be committed (streams/alignment.py)
-        self.alignment.settle()
         work = _Work(self)
         records = list(records)
         parsed = [work.parse(record) for record in records]
@@ -230,9 +227,8 @@ class AccountStage:
         return kept
 
     def batch_written(self) -> None:
-        """The last batch's outputs are delivered and its state is with the producer: the
-        inputs it applied may be committed (without waiting for a next batch, which a quiet
-        partition may not get)."""
+        """The caller has produced the last batch's outputs and handed its state to the
+        producer: the inputs it applied may be committed (streams/alignment.py)."""
         self.alignment.settle()
 
     def reset_commit_floors(self) -> None:

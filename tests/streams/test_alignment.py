@@ -279,7 +279,7 @@ def test_held_inputs_leave_in_a_batch_with_no_record_once_their_wait_ran_out():
 
 def test_a_held_input_writes_no_record_and_holds_the_commit_back_until_it_is_written():
     """Holding an input costs no account-record write: its offset is simply not committed
-    (`commit_floor`) until the batch that applied it was written, i.e. the stage's next."""
+    (`commit_floor`) until the batch that applied it was written (`batch_written`)."""
     inputs = _appeal_story()
     bus = Bus()
     bus.account.alignment.align_ms = 100
@@ -292,7 +292,7 @@ def test_a_held_input_writes_no_record_and_holds_the_commit_back_until_it_is_wri
     assert ("accounts", b"acct") in applying.writes
     assert bus.account.commit_floor(topic, record.partition) == 0  # not written yet
     bus.commit(applying)
-    bus.account.process([])  # (the agent's next batch: the one before is written)
+    bus.account.batch_written()  # (as the agent says once the batch's commit is done)
     assert bus.account.commit_floor(topic, record.partition) is None
 
 

@@ -117,6 +117,7 @@ class CrashBus:
             records = self.fetch((*NAMES.inputs, NAMES.account_inbox), partition)
             if records:
                 self.apply(self.account.process(records))
+                self.account.batch_written()
         for p in range(PARTITIONS):
             start = self.position.get((NAMES.device_inbox, p), 0)
             records = self.logs.get((NAMES.device_inbox, p), [])[start:]
