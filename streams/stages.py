@@ -140,9 +140,10 @@ class AccountStage:
         # counted from this worker's start, so replies to older requests are not counted)
         self.in_flight: dict[int, int] = {}
         self.paused: set[int] = set()  # partitions whose input topics wait for replies (app)
-        # device partition -> its frontier (`dmark`); lifts of accounts another can evade wait
-        # for the lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
-        self.device_marks: dict[int, int] = {}
+        # account partition -> device partition -> its frontier, from the `dmark`s in that
+        # account partition's inbox; its lifts of accounts another can evade wait for the
+        # lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
+        self.device_marks: dict[int, dict[int, int]] = {}
         self._gates: dict[int, dict[bytes, tuple[int, int]]] = {}
         self.gate_wait_ms = gate_wait_ms
         self._cursors: dict[str, Any] = {}
@@ -184,7 +185,8 @@ class AccountStage:
         parsed.sort(key=by_time)
         for item in parsed:
             work.apply(*item[2:])
-        self.device_marks.update(work.device_marks)  # only now: notices in the batch went first
+        for partition, marks in work.device_marks.items():  # only now: notices in the batch
+            self.device_marks.setdefault(partition, {}).update(marks)  # went first
         partitions = sorted(partitions)
         for partition in partitions:
             work.open_gates(partition)
@@ -283,9 +285,14 @@ class AccountStage:
             gates = self._gates[partition]
         return gates
 
-    def device_frontier(self) -> int:
-        """The lowest event time a `DeviceMatched` may still come at, over device partitions."""
-        return min(self.device_marks.get(q, UNKNOWN) for q in range(self.partitions))
+    def device_frontier(self, partition: int) -> int:
+        """The lowest event time a `DeviceMatched` may still reach `partition` at, over device
+        partitions: as its own inbox told it. Each account partition has its copy of every
+        `dmark`, behind the notices sent to it before: a mark another partition already read
+        says nothing of notices still on their way here (a lift fired before the `ban_evasion`
+        notice that extends it, in tests/streams/test_crash_simulation.py)."""
+        marks = self.device_marks.get(partition, {})
+        return min(marks.get(q, UNKNOWN) for q in range(self.partitions))
 
     def merge_ticks(self, assigned: Iterable[int]) -> list[Output]:
         """A tick (timer) for each partition whose frontier moved with no batch (a backlog
@@ -559,7 +566,8 @@ class _Work:
         self.clocks: dict[int, int] = {}
         self.arrivals = 0
         self.replied: set[int] = set()  # partitions that had a cross-key reply this batch
-        self.device_marks: dict[int, int] = {}  # `dmark`s of this batch, applied at its end
+        # `dmark`s of this batch per account partition, applied at its end
+        self.device_marks: dict[int, dict[int, int]] = {}
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
@@ -592,8 +600,8 @@ class _Work:
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, _DeviceMark):
-            self.device_marks[item.partition] = (UNBOUNDED if item.frontier is None
-                                                 else item.frontier)
+            self.device_marks.setdefault(rec.partition, {})[item.partition] = (
+                UNBOUNDED if item.frontier is None else item.frontier)
         elif isinstance(item, INPUT_TYPES):
             topic_partition = (rec.topic, rec.partition)
             stage.topic_ts[topic_partition] = max(item.ts, stage.topic_ts.get(topic_partition, item.ts))
@@ -706,7 +714,7 @@ class _Work:
         stage = self.stage
         if r is None or r.lift_at is None or r.lift_at > ts \
                 or r.level < stage.policy.ban_evasion.min_level \
-                or r.lift_at <= stage.device_frontier() \
+                or r.lift_at <= stage.device_frontier(partition) \
                 or r.lift_at > stage.lift_clock(partition, self.clock(partition)):
             return False
         pending = self.record(key).pending
@@ -726,7 +734,7 @@ class _Work:
         gates = stage.gates(partition)
         if not gates:
             return
-        frontier, now = stage.device_frontier(), stage.wall_ms()
+        frontier, now = stage.device_frontier(partition), stage.wall_ms()
         for key, (lift_at, since) in list(gates.items()):
             if lift_at > frontier and now - since < stage.gate_wait_ms:
                 continue

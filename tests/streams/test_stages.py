@@ -528,7 +528,7 @@ def test_an_evadable_accounts_lift_waits_for_the_device_stages_frontier():
     assert (restricted["type"], restricted["level"]) == ("restricted", 2)
     lift_at = restricted["lift_at"]
     partition = partition_of(b"evaded", PARTITIONS)
-    bus.account.device_marks = {q: T0 for q in range(PARTITIONS)}  # the device stage is behind
+    bus.account.device_marks = {partition: {q: T0 for q in range(PARTITIONS)}}  # it is behind
     later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
              "friend_id": "x"}
     bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
@@ -540,3 +540,27 @@ def test_an_evadable_accounts_lift_waits_for_the_device_stages_frontier():
     assert [d["type"] for d in bus.decisions[-1:]] == ["lifted"]
     assert bus.decisions[-1]["at"] == lift_at
     assert not load_account(bus.accounts[b"evaded"]).pending   # the input was applied after it
+
+
+def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate():
+    """Each account partition has its own copy of every `dmark`, behind the notices sent to
+    it before. A mark another partition already read says nothing of a `ban_evasion`
+    notice still on its way to this one: the lift waits for this partition's own marks."""
+    day = 86_400_000
+    bus = Bus()
+    for i, ts in enumerate((T0, T0 + 15 * day)):  # restricted twice: level 2
+        bus.feed("device-signals", {"event_id": f"e{i}", "ts": ts, "account_id": "evaded",
+                                    "device_id": "d", "emulator": True})
+    lift_at = bus.decisions[-1]["lift_at"]
+    partition = partition_of(b"evaded", PARTITIONS)
+    other = (partition + 1) % PARTITIONS
+    bus.account.device_marks = {partition: {q: T0 for q in range(PARTITIONS)}}
+    later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
+             "friend_id": "x"}
+    bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
+    passed = [bus.record(NAMES.account_inbox, None, orjson.dumps(["dmark", q, lift_at]), other)
+              for q in range(PARTITIONS)]  # the other partition hears the frontier pass lift_at
+    bus.commit(bus.account.process(passed))
+    assert bus.decisions[-1]["type"] == "restricted"  # still no lift: not heard here yet
+    assert bus.account.device_frontier(other) == lift_at
+    assert bus.account.device_frontier(partition) == T0
