@@ -116,7 +116,9 @@ class Pending:
     (Inputs held for the other input topics live in memory, streams/alignment.py; `held` is
     what workers before the commit floor kept here, restored and released after a start.)"""
 
-    flight: list[list[Any]] = field(default_factory=list)  # [event_id, reply or None], send order
+    # [event_id, reply or None, ts] in send order, with a fourth item USE for a device use (a
+    # due lift waiting for the device stage has no id, `gated`); see `status_settled`
+    flight: list[list[Any]] = field(default_factory=list)
     parked: list[list[Any]] = field(default_factory=list)  # inputs behind them, arrival order
     # alignment entries [ts, arrival, wall_in, topic, offset, key, value, stamp] (older workers)
     held: list[list[Any]] = field(default_factory=list)
@@ -130,21 +132,24 @@ class Pending:
         return min(times) if times else None
 
     def to_obj(self) -> list[Any]:
-        flight = [[e, None if r is None else codec.encode_message(r).decode(), ts]
-                  for e, r, ts in self.flight]
+        flight = [[e, None if r is None else codec.encode_message(r).decode(), *rest]
+                  for e, r, *rest in self.flight]
         return [flight, self.parked, self.held] if self.held else [flight, self.parked]
 
     @classmethod
     def from_obj(cls, obj: list[Any]) -> Pending:
         flight, parked, *held = obj
-        return cls([[e, None if r is None else codec.decode_message(r.encode()), ts]
-                    for e, r, ts in flight], parked, held[0] if held else [])
+        return cls([[e, None if r is None else codec.decode_message(r.encode()), *rest]
+                    for e, r, *rest in flight], parked, held[0] if held else [])
 
 
 def _parked_ts(parked: list[Any]) -> int:
     if parked[0] == "lift":
         return int(parked[2])
     return int(orjson.loads(parked[5])["ts"])
+
+
+USE = "u"  # marks a flight slot whose input is a device use (not a report)
 
 
 def needs_hop(item: object) -> bool:

@@ -55,6 +55,7 @@ from streams.device_stage import (
 )
 from streams.metrics import Metrics
 from streams.records import (
+    USE,
     AccountRecord,
     Batch,
     Output,
@@ -93,13 +94,40 @@ class _DeviceMark:
 
 def pending_since(record: AccountRecord, policy: Policy) -> int | None:
     """The oldest event time the account may still change status at, for its devices: its
-    oldest input awaiting a reply (which may restrict it), or the lift of a restriction
-    another account can evade (`ban_evasion` reads it until it is lifted)."""
-    times = [slot[2] for slot in record.pending.flight]
+    oldest input awaiting a reply (which may restrict it) unless none can change what the
+    device triggers read of it (`status_settled`), or the lift of a restriction another
+    account can evade (`ban_evasion` reads it until it is lifted)."""
+    flight = record.pending.flight
+    times = [] if status_settled(record, policy) else [slot[2] for slot in flight]
     r = record.state.lifecycle.restriction
     if r is not None and r.lift_at is not None and r.level >= policy.ban_evasion.min_level:
         times.append(r.lift_at)
     return min(times) if times else None
+
+
+def status_settled(record: AccountRecord, policy: Policy) -> bool:
+    """Can none of the account's inputs awaiting replies change what the device triggers read
+    of it (a restriction at the `ban_evasion` level and its scopes, a `tainted_device`
+    taint)? Then other accounts' uses of its devices need not wait for them (`announce`).
+
+    True when the account has never been restricted and has no taint, so a restriction now
+    would be level 1 (below `ban_evasion.min_level`), and every input awaiting a reply is a
+    device use (reports bring `report_flood`, the only trigger that taints) within one level-1
+    quiet period of the others (no lift between them, so no level-2 restriction after it),
+    with nothing parked behind them (a command could lift, restrict or overturn). Most
+    accounts: their devices were told of every input, twice (issue #5)."""
+    life = record.state.lifecycle
+    flight = record.pending.flight
+    if not flight or life.restriction is not None or life.past_starts \
+            or life.tainted_at is not None or record.pending.parked \
+            or policy.ban_evasion.min_level <= 1:
+        return False
+    low = high = flight[0][2]
+    for slot in flight:
+        if len(slot) < 4 or slot[3] != USE:  # a report, a waiting lift, an older worker's slot
+            return False
+        low, high = min(low, slot[2]), max(high, slot[2])
+    return high - low < policy.lifecycle.quiet_base_ms
 
 
 def dead_letter_key(key: bytes | None) -> bytes | None:
@@ -654,7 +682,10 @@ class _Work:
         a lift the clock already passed waits for it (`lift_if_due` after the input)."""
         if needs_hop(item):
             pending = self.record(account_id.encode()).pending
-            pending.flight.append([item.event_id, None, item.ts])  # type: ignore[attr-defined]
+            slot = [item.event_id, None, item.ts]  # type: ignore[attr-defined]
+            if not isinstance(item, MessageReported):
+                slot.append(USE)
+            pending.flight.append(slot)
             partition = self.partition_for(rec, account_id.encode())
             in_flight = self.stage.in_flight
             in_flight[partition] = in_flight.get(partition, 0) + 1

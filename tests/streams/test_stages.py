@@ -24,6 +24,7 @@ from streams.stages import (
     encode_tick,
     load_account,
     partition_of,
+    status_settled,
 )
 from streams.topics import TopicNames
 
@@ -564,3 +565,67 @@ def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate(
     assert bus.decisions[-1]["type"] == "restricted"  # still no lift: not heard here yet
     assert bus.account.device_frontier(other) == lift_at
     assert bus.account.device_frontier(partition) == T0
+
+
+def _pends(batch) -> list[list]:
+    return [orjson.loads(o.value) for o in batch.outputs if o.value.startswith(b'["pend"')]
+
+
+def test_a_never_restricted_accounts_device_uses_tell_its_devices_nothing():
+    """Its inputs awaiting replies can restrict it at level 1 at most, which no device trigger
+    reads: other accounts' uses of its devices need not wait for them (no `pend` notice)."""
+    bus = Bus()
+    use = {"event_id": "u1", "ts": T0, "account_id": "alice", "device_id": "d1",
+           "friend_id": "bob"}
+    batch = bus.account.process([bus.record("friend-adds", b"alice", orjson.dumps(use))])
+    assert load_account(batch.writes[("accounts", b"alice")][1]).pending.flight  # it waits
+    assert _pends(batch) == []
+
+
+def test_an_account_restricted_before_tells_its_devices_of_inputs_awaiting_replies():
+    """A second restriction would be level 2, which `ban_evasion` reads: its devices hold
+    other accounts' later uses until its replies are in."""
+    day = 86_400_000
+    bus = Bus()
+    bus.feed("device-signals", {"event_id": "e0", "ts": T0, "account_id": "emu",
+                                "device_id": "d", "emulator": True})
+    bus._deliver([bus.record(NAMES.account_inbox, None, encode_tick(T0 + 15 * day),
+                             partition_of(b"emu", PARTITIONS))])
+    assert [d["type"] for d in bus.decisions] == ["restricted", "lifted"]
+    use = {"event_id": "e1", "ts": T0 + 16 * day, "account_id": "emu", "device_id": "d"}
+    batch = bus.account.process([bus.record("device-signals", b"emu", orjson.dumps(use))])
+    assert _pends(batch) == [["pend", "emu", "d", T0 + 16 * day]]
+
+
+def _record_with(flight, *, parked=(), restricted=False, past_starts=()):
+    from detectors.account import EMPTY
+    from detectors.policy import Restriction
+    from streams.records import AccountRecord, Pending
+
+    life = EMPTY.lifecycle
+    if restricted:
+        life = life.__class__(1, Restriction(T0, 1, ("add_friend",), ("friend_add_burst",),
+                                             T0 + 1, T0), (), None)
+    if past_starts:
+        life = life.__class__(1, None, tuple(past_starts), None)
+    state = EMPTY.__class__(life, EMPTY.windows, EMPTY.reporter, EMPTY.devices)
+    return AccountRecord(state, {}, Pending([list(s) for s in flight], list(parked)))
+
+
+def test_what_keeps_an_accounts_pending_inputs_relevant_to_its_devices():
+    day = 86_400_000
+    use = ["u1", None, T0, "u"]
+    assert status_settled(_record_with([use]), DEFAULT_POLICY)
+    assert status_settled(_record_with([use, ["u2", None, T0 + day, "u"]]), DEFAULT_POLICY)
+    # a report can bring report_flood, which taints; a slot without a kind (an older worker's)
+    assert not status_settled(_record_with([use, ["r1", None, T0, None]]), DEFAULT_POLICY)
+    assert not status_settled(_record_with([["u0", None, T0]]), DEFAULT_POLICY)
+    # restricted now, or before: a restriction after a lift would be level 2
+    assert not status_settled(_record_with([use], restricted=True), DEFAULT_POLICY)
+    assert not status_settled(_record_with([use], past_starts=[T0 - day]), DEFAULT_POLICY)
+    # a command parked behind them could lift, restrict or overturn
+    assert not status_settled(_record_with([use], parked=[["lift", "m", T0, "x"]]),
+                              DEFAULT_POLICY)
+    # a quiet period apart: restricted by the first and lifted before the second
+    quiet = DEFAULT_POLICY.lifecycle.quiet_base_ms
+    assert not status_settled(_record_with([use, ["u2", None, T0 + quiet, "u"]]), DEFAULT_POLICY)
