@@ -28,6 +28,7 @@ from streams.metrics import Metrics
 from streams.projector import Projector
 from streams.records import compact
 from streams.sending import send_batched
+from streams.sensors import WardenMonitor
 from streams.settings import Settings
 from streams.stages import AccountStage, Batch, DeviceStage, Output, Record
 
@@ -91,6 +92,7 @@ class Warden:
             "on_skipped": staticmethod(self._offsets_skipped),
             "commit_floor": staticmethod(self._commit_floor)})
         setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
+        self.app.monitor = WardenMonitor.replacing(self.app.monitor)  # (streams/sensors.py)
         self._declare_topics()
         self._declare_tables()
         self.account_stage = AccountStage(
