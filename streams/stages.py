@@ -721,8 +721,11 @@ class _Work:
             pending.parked.pop(0)
             self.send_off(parked_rec, account_id, item)
         # hop inputs parked behind the last non-hop one can go out together
-        while pending.parked and needs_hop(unpark(names, pending.parked[0])[1]):
-            parked_rec, item = unpark(names, pending.parked.pop(0))
+        while pending.parked:
+            parked_rec, item = unpark(names, pending.parked[0])  # (decoded once, not twice)
+            if not needs_hop(item):
+                break
+            pending.parked.pop(0)
             self.send_off(parked_rec, account_id, item)
 
     # --- lifts another account can still extend ------------------------------------------
