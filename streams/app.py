@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from detectors.config import Policy, load_policy
 from streams import envelope
-from streams.batching import BatchingStream
 from streams.consumer import WardenConsumer, WardenTransport
+from streams.direct import RecordSink
 from streams.memory import HeapTrim
 from streams.metrics import Metrics
 from streams.projector import Projector
@@ -37,7 +37,7 @@ log = logging.getLogger("warden")
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
 # a batch also closes once nothing arrived for this long and nothing more is fetched
-# (streams/batching.py): at 200 events/s p50 298 -> 197 ms with 5 ms, throughput unchanged;
+# (streams/direct.py): at 200 events/s p50 298 -> 197 ms with 5 ms, throughput unchanged;
 # at 2,000/s 5 ms rarely passes without a record, so batches ran to `within`: 1 ms
 BATCH_QUIET_S = 0.001
 
@@ -82,17 +82,27 @@ class Warden:
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             logging_config=None,
-            Stream=BatchingStream,
         )
         # before anything builds the default one: Faust's consumer with exact commit offsets
         self.app.transport = WardenTransport(self.app.conf.broker_consumer, self.app)
         # the inboxes' records are handed out before the input backlog's (PriorityConsumerThread)
+        setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
+        self.app.monitor = WardenMonitor.replacing(self.app.monitor)  # (streams/sensors.py)
+        # each stage takes its topics' records in lists, past Faust's streams (streams/direct.py)
+        # (as many records wait for a stage as did in its stream's buffer)
+        inbound, most = self.app.monitor.stream_inbound_time, self.app.conf.stream_buffer_maxsize
+        self.account_sink = RecordSink(s.topics.account_sources, maxsize=most, inbound=inbound)
+        self.device_sink = RecordSink([s.topics.device_inbox], maxsize=most, inbound=inbound)
+        self.decision_sink = RecordSink([s.topics.decisions], maxsize=most, inbound=inbound)
+        sinks = {topic: sink for sink in (self.account_sink, self.device_sink, self.decision_sink)
+                 for topic in sink.topics}
+        for sink in (self.account_sink, self.device_sink, self.decision_sink):
+            self.app.flow_control.manage_queue(sink)  # type: ignore[arg-type]  # (its `clear`)
         self.app.transport.Consumer = type("Consumer", (WardenConsumer,), {
             "priority_topics": frozenset([s.topics.account_inbox, s.topics.device_inbox]),
             "on_skipped": staticmethod(self._offsets_skipped),
-            "commit_floor": staticmethod(self._commit_floor)})
-        setup_prometheus_sensors(self.app, registry=self.registry, name_prefix="faust")
-        self.app.monitor = WardenMonitor.replacing(self.app.monitor)  # (streams/sensors.py)
+            "commit_floor": staticmethod(self._commit_floor),
+            "sinks": sinks})
         self._declare_topics()
         self._declare_tables()
         self.account_stage = AccountStage(
@@ -144,15 +154,12 @@ class Warden:
     def _declare_agents(self) -> None:
         app = self.app
         names = self.settings.topics
-        account_topics = frozenset(names.account_sources)
-        device_topics = frozenset([names.device_inbox])
-        decision_topics = frozenset([names.decisions])
 
         @app.agent(self.account_source, name="account-stage")
         async def account_stage(stream: Any) -> None:
-            async for events in self._batches(stream, BATCH_MAX, account_topics,
-                                              due=self.account_stage.next_batch_s):
-                records = _records(events)
+            async for messages in self._batches(stream, self.account_sink, BATCH_MAX,
+                                                due=self.account_stage.next_batch_s):
+                records = _records(messages)
                 if records:  # (none: held inputs' wait ended, `next_batch_s`)
                     self.metrics.batch_size.observe(len(records))
                 await self.commit(self.account_stage.process(records))
@@ -161,27 +168,31 @@ class Warden:
 
         @app.agent(self.device_source, name="device-stage")
         async def device_stage(stream: Any) -> None:
-            async for events in self._batches(stream, BATCH_MAX, device_topics):
-                await self.commit(self.device_stage.process(_records(events)))
+            async for messages in self._batches(stream, self.device_sink, BATCH_MAX):
+                await self.commit(self.device_stage.process(_records(messages)))
                 self._gauge_held()
 
         @app.agent(self.decision_source, name="projector")
         async def projector(stream: Any) -> None:
-            async for events in self._batches(stream, self.settings.projection_batch,
-                                              decision_topics):
-                await self.projector.apply([(e.message.value, e.message.timestamp)
-                                            for e in events])
+            async for messages in self._batches(stream, self.decision_sink,
+                                                self.settings.projection_batch):
+                await self.projector.apply([(m.value, m.timestamp) for m in messages])
 
         self.agents = (account_stage, device_stage, projector)
 
-    def _batches(self, stream: Any, max_: int, topics: frozenset[str],
-                 due: Callable[[], float | None] = lambda: None) -> Any:
-        """Batches of at most `max_` events that close early once the consumer has handed
-        over everything it knows of on `topics`, and empty ones when `due()` runs out
-        (streams/batching.py)."""
+    async def _batches(self, stream: Any, sink: RecordSink, max_: int,
+                       due: Callable[[], float | None] = lambda: None,
+                       ) -> AsyncIterator[list[Any]]:
+        """Lists of at most `max_` of the agent's records, taken from its sink, that close
+        early once the consumer has handed over everything it knows of on the sink's
+        topics, and empty ones when `due()` runs out (streams/direct.py)."""
+        aiter(stream.channel)  # subscribes the agent's topics (their records come to `sink`)
         consumer: Any = self.app.consumer
-        return stream.take_batches(max_, within=BATCH_WITHIN_S, quiet=BATCH_QUIET_S,
-                                   unread=lambda: consumer.has_unread(topics), due=due)
+        topics = sink.topics
+        async for batch in sink.batches(max_, within=BATCH_WITHIN_S, quiet=BATCH_QUIET_S,
+                                        ack=consumer.ack_taken,
+                                        unread=lambda: consumer.has_unread(topics), due=due):
+            yield batch
 
     def _declare_lifecycle(self) -> None:
         app = self.app
@@ -384,11 +395,10 @@ class Warden:
         return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
 
 
-def _records(events: Sequence[Any]) -> list[Record]:
+def _records(messages: Sequence[Any]) -> list[Record]:
     """The stage's records: one per message, enveloped inbox messages split out."""
     out = []
-    for event in events:
-        m = event.message
+    for m in messages:
         ts = int(m.timestamp * 1000) if m.timestamp else None
         out.append(Record(m.topic, m.partition, m.offset, m.key, m.value, ts))
     return envelope.unpack(out)

@@ -51,6 +51,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from streams.direct import RecordSink
+
 
 def committable_offset(committed: int | None, acked: Iterable[int],
                        skipped: IntervalTree) -> int | None:
@@ -191,6 +193,8 @@ class WardenConsumer(faust_aiokafka.Consumer):
     # the lowest offset of a partition still needed after a crash though handled (acked):
     # inputs the account stage holds in memory for alignment (set by the app)
     commit_floor: Callable[[TP], int | None] | None = None
+    # topic -> the sink its records go to instead of Faust's streams (set by the app)
+    sinks: dict[str, RecordSink] = {}
 
     def _new_consumer_thread(self) -> PriorityConsumerThread:
         thread = PriorityConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -231,7 +235,12 @@ class WardenConsumer(faust_aiokafka.Consumer):
         Warden's worker spent 13% less CPU per event without them; a no-op agent ran
         10-16% faster, bench/perf.py's stage Bw). Here the hand-off runs until it first
         waits (`started`); only one that waits (a full queue, flow control, a full
-        producer buffer) is raced as before, and cancelled when the flow is suspended."""
+        producer buffer) is raced as before, and cancelled when the flow is suspended.
+
+        Records of a topic with a sink (`sinks`, streams/direct.py) are appended to it
+        instead, tracked as unacknowledged as the conductor would; while the flow is
+        suspended they are dropped as a cancelled hand-off is, and a full sink is waited
+        for, raced against the flow's suspension like a hand-off."""
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
@@ -242,6 +251,9 @@ class WardenConsumer(faust_aiokafka.Consumer):
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         suspended = self.suspend_flow.is_set
+        flow_active = self.app.flow_control.is_active
+        sink_of = self.sinks.get
+        track = self.track_message
         yield_every = 100
         num_since_yield = 0
         sleep = asyncio.sleep
@@ -265,6 +277,19 @@ class WardenConsumer(faust_aiokafka.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                            sink = sink_of(message.topic)
+                            if sink is not None:  # straight to the stage (streams/direct.py)
+                                while not (suspended() or not flow_active()):
+                                    if sink.put(message):
+                                        track(message)
+                                        break
+                                    await self.wait_first(sink.room(), self.suspend_flow.wait())
+                                    if consumer_should_stop():
+                                        break
+                                # (suspended: dropped, as a cancelled hand-off below; read
+                                # again from the committed offset after the rebalance)
+                                set_read_offset(tp, offset)
+                                continue
                             handoff = callback(message)
                             if suspended():
                                 await self.wait_first(handoff, self.suspend_flow.wait())
@@ -289,6 +314,12 @@ class WardenConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+    def ack_taken(self, message: Any) -> None:
+        """Acknowledge a record a sink handed to its stage, once the stage has handled it
+        (with the sensor hook the stream ran when it acked an event)."""
+        self.ack(message)
+        self.app.sensors.on_message_out(message.tp, message.offset, message)
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         """Stream partitions resumed during a rebalance wait for `resume_flow`.

@@ -8,6 +8,9 @@ name (`labels()` validates and sorts the labels each time). That cost 16.4 us pe
 on this machine (bench/sensor_hooks.py), most of it for numbers nobody reads: 7% of the
 worker's CPU per input event under a backlog (issue #5).
 
+(Warden's stages now take their records in lists past the streams, streams/direct.py,
+which runs the two message hooks itself; the stream hooks run for no stage record.)
+
 `WardenMonitor` keeps the same metrics Faust's sensors export, less the two that mean
 nothing for a stream read in batches (an event's "runtime" is the time our batching
 processor takes to append it, and its "active" gauge is never above one), and looks each

@@ -9,6 +9,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams.consumer import PriorityConsumerThread, WardenConsumer, committable_offset, started
+from streams.direct import RecordSink
 
 
 def gaps(*spans: tuple[int, int]) -> IntervalTree:
@@ -169,7 +170,7 @@ async def test_holding_back_a_partition_seeks_it_to_the_record_after_the_last_ha
     assert sorted(seeks) == [(TOPIC, 42), (other, 7)]
 
 
-# --- whether more is coming for a stream (streams/batching.py) -----------------------------
+# --- whether more is coming for a stage (streams/direct.py) --------------------------------
 def consumer_reading(read: dict[TP, int | None], high: dict[TP, int],
                      paused: set[TP] = frozenset()) -> WardenConsumer:
     consumer = object.__new__(WardenConsumer)
@@ -435,6 +436,25 @@ def test_errors_reach_the_hand_off_and_the_drain_loop_as_they_would_through_a_ta
     asyncio.run(go())
 
 
+def drain_loop_consumer(*, callback, getmany, stopped, read_offset, suspend_flow, wait_first,
+                        sinks=None, track_message=lambda _m: None, flow_active=lambda: True):
+    """What `WardenConsumer._drain_messages` reads of its consumer."""
+    async def sleep(_seconds):
+        await asyncio.sleep(0)
+
+    return SimpleNamespace(
+        callback=callback, getmany=getmany, _stopped=stopped, _read_offset=read_offset,
+        diag=SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None),
+        _commit_every=None, app=SimpleNamespace(
+            topics=SimpleNamespace(acks_enabled_for=lambda _topic: True),
+            flow_control=SimpleNamespace(is_active=flow_active)),
+        sinks=sinks or {}, track_message=track_message,
+        suspend_flow=suspend_flow, sleep=sleep, should_stop=False, wait_first=wait_first,
+        consumer_stopped_errors=(), transport=SimpleNamespace(app=SimpleNamespace(
+            should_stop=False)),
+        log=SimpleNamespace(info=lambda *_: None, exception=lambda *_: None))
+
+
 def test_the_drain_loop_hands_messages_over_without_a_race_until_one_waits():
     """Messages 0 and 1 go to the streams at once; 2 waits (a full buffer) until a rebalance
     suspends the flow, which cancels its hand-off; 3 then comes while the flow is suspended.
@@ -478,19 +498,10 @@ def test_the_drain_loop_hands_messages_over_without_a_race_until_one_waits():
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-        async def sleep(_seconds):
-            await asyncio.sleep(0)
-
         read_offset = {tp: None}
-        consumer = SimpleNamespace(
-            callback=callback, getmany=getmany, _stopped=stopped, _read_offset=read_offset,
-            diag=SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None),
-            _commit_every=None, app=SimpleNamespace(topics=SimpleNamespace(
-                acks_enabled_for=lambda _topic: True)),
-            suspend_flow=suspend_flow, sleep=sleep, should_stop=False, wait_first=wait_first,
-            consumer_stopped_errors=(), transport=SimpleNamespace(app=SimpleNamespace(
-                should_stop=False)),
-            log=SimpleNamespace(info=lambda *_: None, exception=lambda *_: None))
+        consumer = drain_loop_consumer(callback=callback, getmany=getmany, stopped=stopped,
+                                       read_offset=read_offset, suspend_flow=suspend_flow,
+                                       wait_first=wait_first)
         await WardenConsumer._drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
         return read_offset[tp]
 
@@ -498,3 +509,86 @@ def test_the_drain_loop_hands_messages_over_without_a_race_until_one_waits():
     assert delivered == [0, 1]
     assert raced == [2, 2]  # only the waiting hand-off (2) and the one after the suspension (3)
     assert abandoned == [2]
+
+
+# --- records straight to a stage's sink (streams/direct.py) --------------------------------
+
+def test_a_sinks_records_go_to_it_tracked_and_a_full_sink_is_waited_for():
+    """Records of a sink's topics skip the streams; each is tracked as unacknowledged when
+    handed over (a rebalance waits for it). 0 and 1 fill the sink; 2 waits for the stage
+    to take a batch; records of other topics still go through the streams' hand-off."""
+    tp, other = TP("warden-friend-adds", 0), TP("warden-account-decisions", 0)
+    fetched = [(tp, SimpleNamespace(offset=o, topic=tp.topic, tp=tp)) for o in range(3)]
+    fetched.append((other, SimpleNamespace(offset=0, topic=other.topic, tp=other)))
+    sink = RecordSink([tp.topic], maxsize=2)
+    tracked, streamed, taken = [], [], []
+
+    async def go():
+        stopped, suspend_flow = asyncio.Event(), asyncio.Event()
+
+        async def callback(message):
+            streamed.append(message.topic)
+
+        calls = 0
+
+        async def getmany(timeout):
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                stopped.set()
+                return
+            for item in fetched:
+                yield item
+
+        async def wait_first(*coros):
+            taken.extend(m.offset for m in sink.records)  # the stage takes a batch meanwhile
+            sink.records.clear()
+            await coros[0]
+            for c in coros[1:]:
+                if asyncio.iscoroutine(c):
+                    c.close()
+
+        read_offset = {tp: None, other: None}
+        consumer = drain_loop_consumer(
+            callback=callback, getmany=getmany, stopped=stopped, read_offset=read_offset,
+            suspend_flow=suspend_flow, wait_first=wait_first, sinks={tp.topic: sink},
+            track_message=lambda m: tracked.append(m.offset))
+        await WardenConsumer._drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
+        return read_offset
+
+    read = asyncio.run(go())
+    assert taken == [0, 1] and [m.offset for m in sink.records] == [2]
+    assert tracked == [0, 1, 2]
+    assert streamed == [other.topic]
+    assert read == {tp: 2, other: 0}
+
+
+def test_while_the_flow_is_suspended_a_sinks_records_are_dropped_but_count_as_read():
+    """As a hand-off cancelled by a rebalance: the seek after it reads them again."""
+    tp = TP("warden-friend-adds", 0)
+    sink = RecordSink([tp.topic])
+    tracked = []
+
+    async def go():
+        stopped = asyncio.Event()
+        calls = 0
+
+        async def getmany(timeout):
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                stopped.set()
+                return
+            for o in range(2):
+                yield tp, SimpleNamespace(offset=o, topic=tp.topic, tp=tp)
+
+        read_offset = {tp: None}
+        consumer = drain_loop_consumer(
+            callback=None, getmany=getmany, stopped=stopped, read_offset=read_offset,
+            suspend_flow=asyncio.Event(), wait_first=None, sinks={tp.topic: sink},
+            track_message=tracked.append, flow_active=lambda: False)
+        await WardenConsumer._drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
+        return read_offset[tp]
+
+    assert asyncio.run(go()) == 1
+    assert sink.records == [] and tracked == []
