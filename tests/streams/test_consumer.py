@@ -436,6 +436,22 @@ def test_errors_reach_the_hand_off_and_the_drain_loop_as_they_would_through_a_ta
     asyncio.run(go())
 
 
+def one_fetch(fetched, stopped):
+    """A `getmany` that hands out `fetched` (tp, message) pairs once, then stops the loop."""
+    calls = 0
+
+    async def getmany(timeout):
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            stopped.set()
+            return
+        for item in fetched:
+            yield item
+
+    return getmany
+
+
 def drain_loop_consumer(*, callback, getmany, stopped, read_offset, suspend_flow, wait_first,
                         sinks=None, track_message=lambda _m: None, flow_active=lambda: True):
     """What `WardenConsumer._drain_messages` reads of its consumer."""
@@ -478,16 +494,7 @@ def test_the_drain_loop_hands_messages_over_without_a_race_until_one_waits():
                     abandoned.append(message.offset)
             delivered.append(message.offset)
 
-        calls = 0
-
-        async def getmany(timeout):
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                stopped.set()
-                return
-            for message in messages:
-                yield tp, message
+        getmany = one_fetch([(tp, m) for m in messages], stopped)
 
         async def wait_first(*coros):
             raced.append(len(delivered))
@@ -529,16 +536,7 @@ def test_a_sinks_records_go_to_it_tracked_and_a_full_sink_is_waited_for():
         async def callback(message):
             streamed.append(message.topic)
 
-        calls = 0
-
-        async def getmany(timeout):
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                stopped.set()
-                return
-            for item in fetched:
-                yield item
+        getmany = one_fetch(fetched, stopped)
 
         async def wait_first(*coros):
             taken.extend(m.offset for m in sink.records)  # the stage takes a batch meanwhile
@@ -571,16 +569,8 @@ def test_while_the_flow_is_suspended_a_sinks_records_are_dropped_but_count_as_re
 
     async def go():
         stopped = asyncio.Event()
-        calls = 0
-
-        async def getmany(timeout):
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                stopped.set()
-                return
-            for o in range(2):
-                yield tp, SimpleNamespace(offset=o, topic=tp.topic, tp=tp)
+        getmany = one_fetch([(tp, SimpleNamespace(offset=o, topic=tp.topic, tp=tp))
+                             for o in range(2)], stopped)
 
         read_offset = {tp: None}
         consumer = drain_loop_consumer(
