@@ -255,6 +255,9 @@ class Warden:
 
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+            # frontiers the previous owners announced do not bind the new ones (`fresh`)
+            generation = getattr(self.app, "consumer_generation_id", 0)
+            self.account_stage.generation = self.device_stage.generation = generation
             self.account_stage.forget_partitions(range(self.settings.partitions))
             # read again from the committed offsets: inputs held before are read again too
             self.account_stage.reset_commit_floors()

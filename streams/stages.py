@@ -52,6 +52,7 @@ from streams.device_stage import (
     encode_mark,
     encode_pend,
     encode_reset,
+    fresh,
 )
 from streams.metrics import Metrics
 from streams.records import (
@@ -90,6 +91,7 @@ _UNSENT = object()
 class _DeviceMark:
     partition: int
     frontier: int | None
+    fresh: bool  # sent in this stage's generation or later (streams/device_stage.py `fresh`)
 
 
 def pending_since(record: AccountRecord, policy: Policy) -> int | None:
@@ -172,6 +174,7 @@ class AccountStage:
         # account partition's inbox; its lifts of accounts another can evade wait for the
         # lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
         self.device_marks: dict[int, dict[int, int]] = {}
+        self.generation = 0  # the consumer group's, set by the app on each assignment
         self._gates: dict[int, dict[bytes, tuple[int, int]]] = {}
         self.gate_wait_ms = gate_wait_ms
         self._cursors: dict[str, Any] = {}
@@ -425,7 +428,7 @@ class AccountStage:
             if self._marks_sent.get(partition, _UNSENT) == frontier:
                 continue
             self._marks_sent[partition] = frontier
-            value = encode_mark(partition, frontier)
+            value = encode_mark(partition, frontier, self.generation)
             out.extend(Output(self.device_inbox, None, value, q) for q in range(self.partitions))
         return out
 
@@ -563,6 +566,7 @@ class AccountStage:
             self._gates.pop(partition, None)
             self._held_loaded.pop(partition, None)
             self._marks_sent.pop(partition, None)
+            self.device_marks.pop(partition, None)  # (the device partitions announce again)
             self.in_flight.pop(partition, None)
         self.alignment.forget(partitions)
         self.awaiting_replies.clear()  # (the recovered table decides)
@@ -615,8 +619,9 @@ class _Work:
             ts = int(orjson.loads(rec.value)[1])
             return (ts, self.arrivals, rec, ts)
         if rec.value is not None and rec.value.startswith(b'["dmark"'):
-            _, partition, frontier = orjson.loads(rec.value)
-            return (-1, self.arrivals, rec, _DeviceMark(partition, frontier))
+            mark = orjson.loads(rec.value)
+            return (-1, self.arrivals, rec,
+                    _DeviceMark(mark[1], mark[2], fresh(mark, self.stage.generation)))
         msg = codec.decode_message(rec.value or b"")
         return (msg.ts, self.arrivals, rec, msg)
 
@@ -628,6 +633,8 @@ class _Work:
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, _DeviceMark):
+            if not item.fresh:
+                return  # a previous owner's promise (after a restart or a rebalance)
             self.device_marks.setdefault(rec.partition, {})[item.partition] = (
                 UNBOUNDED if item.frontier is None else item.frontier)
         elif isinstance(item, INPUT_TYPES):

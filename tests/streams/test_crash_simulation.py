@@ -79,6 +79,8 @@ class CrashBus:
         self.device = DeviceStage(policy=POLICY, names=NAMES, devices=self.tables["devices"],
                                   partitions=PARTITIONS, held=self.tables["device-held"],
                                   wall_ms=lambda: self.wall)
+        # each start joins the group in a new generation (streams/device_stage.py `fresh`)
+        self.account.generation = self.device.generation = self.crashes
         for topic in NAMES.inputs:  # as Warden._seed_positions
             for p in range(PARTITIONS):
                 if (topic, p) in self.position:
@@ -90,6 +92,8 @@ class CrashBus:
         for log_id, log in self.changelogs.items():
             self.durable[log_id] = self.rng.randint(self.durable.get(log_id, 0), len(log))
         self.start()
+        if self.rng.randrange(2):  # the restarted device stage may take a batch first: the
+            self.run_device()      # marks it re-reads are the dead worker's promises
 
     def commit_offsets(self) -> None:
         """As `WardenConsumer`: no input partition past the account stage's commit floor."""
@@ -118,6 +122,9 @@ class CrashBus:
             if records:
                 self.apply(self.account.process(records))
                 self.account.batch_written()
+        self.run_device()
+
+    def run_device(self) -> None:
         for p in range(PARTITIONS):
             start = self.position.get((NAMES.device_inbox, p), 0)
             records = self.logs.get((NAMES.device_inbox, p), [])[start:]

@@ -134,7 +134,7 @@ def test_the_device_stage_announces_its_own_frontier_to_every_account_partition(
                                Record(NAMES.device_inbox, 0, 2, None, use(A0, T0 + 5))])
     dmarks = [(o.partition, orjson.loads(o.value)) for o in batch.outputs
               if o.value.startswith(b'["dmark"')]
-    assert dmarks == [(0, ["dmark", 0, T0]), (1, ["dmark", 0, T0])]
+    assert dmarks == [(0, ["dmark", 0, T0, 0]), (1, ["dmark", 0, T0, 0])]
 
 
 def test_a_partition_announcing_afresh_first_makes_the_device_forget_what_it_said_before():

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from detectors.config import DEFAULT_POLICY
 from detectors.engine import Engine
 from detectors.events import decode
+from streams.device_stage import encode_device_mark
 from streams.metrics import Metrics
 from streams.stages import (
     AccountStage,
@@ -535,7 +536,7 @@ def test_an_evadable_accounts_lift_waits_for_the_device_stages_frontier():
     bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
     assert bus.decisions[-1] == restricted            # no lift yet
     assert load_account(bus.accounts[b"evaded"]).pending.parked   # the input waits behind it
-    dmarks = [bus.record(NAMES.account_inbox, None, orjson.dumps(["dmark", q, lift_at]), partition)
+    dmarks = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, lift_at), partition)
               for q in range(PARTITIONS)]              # every device partition passed lift_at
     bus.commit(bus.account.process(dmarks))
     assert [d["type"] for d in bus.decisions[-1:]] == ["lifted"]
@@ -559,7 +560,7 @@ def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate(
     later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
              "friend_id": "x"}
     bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
-    passed = [bus.record(NAMES.account_inbox, None, orjson.dumps(["dmark", q, lift_at]), other)
+    passed = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, lift_at), other)
               for q in range(PARTITIONS)]  # the other partition hears the frontier pass lift_at
     bus.commit(bus.account.process(passed))
     assert bus.decisions[-1]["type"] == "restricted"  # still no lift: not heard here yet
