@@ -13,7 +13,7 @@ import orjson
 from detectors import codec
 from detectors.config import DEFAULT_POLICY
 from detectors.messages import AccountOnDevice
-from streams.device_stage import DeviceStage, encode_mark, encode_pend, encode_reset
+from streams.device_stage import UNKNOWN, DeviceStage, encode_mark, encode_pend, encode_reset
 from streams.records import Record, partition_of
 from streams.topics import TopicNames
 
@@ -173,3 +173,19 @@ def test_a_batch_answers_only_devices_whose_head_may_leave_in_the_order_they_beg
     dev.feed(b'["tick"]')
     assert dev.applied[-1] == (A0, T0 + 30) and dev.stage.waiting() == {0: 0}
     assert dev.stage.frontier(0) == T0 + 25
+
+
+def test_a_restarted_stage_ignores_marks_its_dead_predecessor_sent():
+    """A mark promises "nothing older will come from this account partition" for the worker
+    that sent it. After a rebalance the new owner of that partition re-reads it from its
+    committed offset and may resend older requests: marks of an older consumer group
+    generation (or with none, the format before generations) are not heard; the new
+    generation's marks are."""
+    dev = Device()
+    dev.stage.generation = 2
+    stale = [encode_mark(p, None, 1) for p in range(PARTITIONS)]
+    dev.feed(*stale, b'["mark", 0, null]', use(A0, T0))
+    assert dev.applied == [] and dev.stage.waiting() == {0: 1}
+    assert dev.stage.low_mark(0) == UNKNOWN        # as if nothing had been heard at all
+    dev.feed(*(encode_mark(p, None, 2) for p in range(PARTITIONS)))
+    assert dev.applied == [(A0, T0)]

@@ -568,6 +568,33 @@ def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate(
     assert bus.account.device_frontier(partition) == T0
 
 
+def test_a_device_frontier_from_an_older_generation_does_not_open_a_lifts_gate():
+    """A `dmark` binds the device stage that sent it. One sent before the last rebalance
+    (an older consumer group generation) says nothing of the `ban_evasion` notices the
+    device partition's new owner may send again from its committed offset: the lift waits
+    for a mark of the current generation."""
+    day = 86_400_000
+    bus = Bus()
+    for i, ts in enumerate((T0, T0 + 15 * day)):  # restricted twice: level 2
+        bus.feed("device-signals", {"event_id": f"e{i}", "ts": ts, "account_id": "evaded",
+                                    "device_id": "d", "emulator": True})
+    lift_at = bus.decisions[-1]["lift_at"]
+    partition = partition_of(b"evaded", PARTITIONS)
+    bus.account.generation = 3
+    bus.account.device_marks = {partition: {q: T0 for q in range(PARTITIONS)}}
+    later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
+             "friend_id": "x"}
+    bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
+    stale = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, None, 2), partition)
+             for q in range(PARTITIONS)]
+    bus.commit(bus.account.process(stale))
+    assert bus.decisions[-1]["type"] == "restricted"  # the dead owner's promise: no lift
+    current = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, None, 3), partition)
+               for q in range(PARTITIONS)]
+    bus.commit(bus.account.process(current))
+    assert bus.decisions[-1]["type"] == "lifted" and bus.decisions[-1]["at"] == lift_at
+
+
 def _pends(batch) -> list[list]:
     return [orjson.loads(o.value) for o in batch.outputs if o.value.startswith(b'["pend"')]
 
