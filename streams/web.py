@@ -18,6 +18,7 @@ from faust import web
 
 from detectors.events import SCOPES, Rejected, decode_object
 from projections.redis_view import RedisView
+from streams.sending import track_topic
 
 if TYPE_CHECKING:
     from streams.app import Warden
@@ -161,9 +162,10 @@ def register(warden: Warden) -> None:
             command = decode_object("moderation-commands", body)
             if isinstance(command, Rejected):
                 return _error(self, 422, command.code, command.detail)
+            topic = warden.settings.topics.input("moderation-commands")
+            await track_topic(warden._aiokafka_producer(), topic)  # (streams/sending.py)
             future = await warden.app.producer.send(
-                warden.settings.topics.input("moderation-commands"), command.account_id.encode(), orjson.dumps(body),
-                None, None, None)
+                topic, command.account_id.encode(), orjson.dumps(body), None, None, None)
             await future
             return _json(self, {"accepted": True, "command_id": command.command_id,
                                 "account_id": command.account_id}, 202)

@@ -7,9 +7,13 @@ keyed record) is queued in call order, as aiokafka's accumulator queues it per p
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from streams.sending import send_batched
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.sending import send_batched, track_topic
 
 
 class FakeBatch:
@@ -29,8 +33,17 @@ class FakeBatch:
         return object()
 
 
+class FakeClient:
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+    async def add_topic(self, topic: str) -> None:
+        self.added.append(topic)
+
+
 class FakeProducer:
     def __init__(self, capacity: int = 3) -> None:
+        self.client = FakeClient()
         self.capacity = capacity
         self.queued: list[tuple[str, int | None, list[tuple[bytes | None, bytes | None]]]] = []
         self.open_handed_over = 0
@@ -111,3 +124,80 @@ def test_every_batch_is_closed_when_handed_over():
     producer = FakeProducer(capacity=2)
     send(producer, [("t", i % 3, b"k", b"v%d" % i) for i in range(9)] + [("d", None, b"k", b"x")])
     assert len(producer.queued) == 7 and producer.open_handed_over == 0
+
+
+def test_each_topic_is_tracked_by_the_producers_client_once_before_its_first_record():
+    producer = FakeProducer()
+    send(producer, [("a", 0, b"k", b"v"), ("b", None, b"k", b"v"), ("a", 1, b"k", b"v")])
+    send(producer, [("a", 0, b"k", b"v"), ("c", 0, b"k", b"v")])
+    assert producer.client.added == ["a", "b", "c"]
+
+
+def test_a_topic_sent_to_keeps_its_metadata_when_the_producer_learns_another(kafka_bootstrap):
+    """aiokafka fetches every topic's metadata while its client tracks none; a topic seen
+    that way and then sent to stays untracked, and drops out of the metadata once another
+    topic is added (its unsent batches then wait on a leader nobody looks up)."""
+    async def go() -> tuple[bool, bool]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        stamp = time.time_ns()
+        first, later = f"sending-first-{stamp}", f"sending-later-{stamp}"
+        await admin.create_topics([NewTopic(first, 1, 1)])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for _ in range(50):  # every topic's metadata, as at a worker's start
+                await producer.client.force_metadata_update()
+                if first in producer.client.cluster.topics():
+                    break
+                await asyncio.sleep(0.1)
+            await admin.create_topics([NewTopic(later, 1, 1)])  # one the worker had not seen
+            await asyncio.gather(*await send_batched(producer, [(first, 0, b"k", b"v")]))
+            untracked = first not in producer.client._topics  # (what aiokafka left it)
+            await asyncio.gather(*await send_batched(producer, [(later, 0, b"k", b"v")]))
+            await producer.client.force_metadata_update()
+            return untracked, first in producer.client.cluster.topics()
+        finally:
+            await producer.stop()
+            await admin.delete_topics([first, later])
+            await admin.close()
+
+    untracked_by_aiokafka, still_known = asyncio.run(go())
+    assert untracked_by_aiokafka is False  # send_batched tracked it
+    assert still_known
+
+
+def test_track_topic_alone_keeps_a_topic_in_the_metadata(kafka_bootstrap):
+    """Without `track_topic` the same steps lose the first topic: the aiokafka behaviour
+    the test above guards against (if aiokafka fixes it, this test says so)."""
+    async def go() -> tuple[bool, bool]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        stamp = time.time_ns()
+        first, later = f"sending-first-{stamp}", f"sending-later-{stamp}"
+        await admin.create_topics([NewTopic(first, 1, 1)])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for _ in range(50):
+                await producer.client.force_metadata_update()
+                if first in producer.client.cluster.topics():
+                    break
+                await asyncio.sleep(0.1)
+            await admin.create_topics([NewTopic(later, 1, 1)])
+            await (await producer.send(first, b"v"))
+            await (await producer.send(later, b"v"))  # aiokafka adds `later` only
+            await producer.client.force_metadata_update()
+            lost = first not in producer.client.cluster.topics()
+            await track_topic(producer, first)
+            await track_topic(producer, later)
+            await producer.client.force_metadata_update()
+            return lost, first in producer.client.cluster.topics()
+        finally:
+            await producer.stop()
+            await admin.delete_topics([first, later])
+            await admin.close()
+
+    lost_without, kept_with = asyncio.run(go())
+    assert lost_without, "aiokafka kept the untracked topic: streams/sending.py's note is stale"
+    assert kept_with
