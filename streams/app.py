@@ -25,7 +25,6 @@ from streams.consumer import WardenConsumer, WardenTransport
 from streams.direct import RecordSink
 from streams.memory import HeapTrim
 from streams.metrics import Metrics
-from streams.pacing import partitions_ahead
 from streams.projector import Projector
 from streams.records import compact
 from streams.sending import send_batched
@@ -119,8 +118,6 @@ class Warden:
         self.stalled = False
         # account partitions whose inputs wait for replies (shared: it bounds their frontier)
         self.paused: set[int] = self.account_stage.paused
-        # account partitions paused for running ahead of the others in event time
-        self.ahead: set[int] = set()
         self._changelog_sent: list[Any] = []  # changelog writes not awaited yet (`commit`)
         self._commits = 0  # batches committed: work done, for `heap_trim`
         self.heap_trim = HeapTrim()
@@ -253,10 +250,8 @@ class Warden:
             self.account_stage.forget_partitions(range(self.settings.partitions))
             self.device_stage.forget_partitions(range(self.settings.partitions))
             self.paused.clear()  # Faust resumes every stream partition after a rebalance
-            self.ahead = set()
             for partition in range(self.settings.partitions):
                 self.metrics.paused.labels(str(partition)).set(0)
-                self.metrics.ahead.labels(str(partition)).set(0)
 
         @app.on_partitions_assigned.connect  # type: ignore[misc]
         async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -275,35 +270,22 @@ class Warden:
 
         Without it a backlog is read far ahead of the replies, every account waits on many
         of them with later inputs parked in its record, and the records (re-written to the
-        changelog after every batch) grow until the stage is mostly writing them.
-
-        A partition more than WARDEN_MAX_AHEAD_MS of event time ahead of the slowest one
-        here stops too, until it is within half of that (streams/pacing.py): its device
-        requests would otherwise wait for the slowest partition's frontier."""
+        changelog after every batch) grow until the stage is mostly writing them."""
         high = self.settings.max_in_flight
         stage, metrics = self.account_stage, self.metrics
         consumer: Any = self.app.consumer
-        assigned = self._assigned_account_partitions()
-        was_ahead = self.ahead
-        self.ahead = partitions_ahead({p: stage.frontier(p) for p in assigned}, was_ahead,
-                                      max_ahead_ms=self.settings.max_ahead_ms)
-        inputs = self.settings.topics.inputs
-        for partition in assigned:
+        for partition in self._assigned_account_partitions():
             count = stage.in_flight.get(partition, 0)
             metrics.in_flight.labels(str(partition)).set(count)
-            held_before = partition in self.paused or partition in was_ahead
+            inputs = self.settings.topics.inputs
             if partition not in self.paused and count >= high:
                 self.paused.add(partition)
                 metrics.paused.labels(str(partition)).set(1)
                 metrics.pauses.inc()
+                await consumer.hold_back([TP(topic, partition) for topic in inputs])
             elif partition in self.paused and count <= high // 2:
                 self.paused.discard(partition)
                 metrics.paused.labels(str(partition)).set(0)
-            metrics.ahead.labels(str(partition)).set(int(partition in self.ahead))
-            held = partition in self.paused or partition in self.ahead
-            if held and not held_before:
-                await consumer.hold_back([TP(topic, partition) for topic in inputs])
-            elif held_before and not held:
                 consumer.resume_partitions([TP(topic, partition) for topic in inputs])
 
     @property

@@ -69,10 +69,6 @@ class Metrics:
         self.paused = Gauge("warden_inputs_paused",
                             "1 while a partition's input topics are paused for their replies "
                             "to catch up (WARDEN_MAX_IN_FLIGHT)", ["partition"], registry=registry)
-        self.ahead = Gauge("warden_inputs_ahead",
-                           "1 while a partition's input topics are paused for running more "
-                           "than WARDEN_MAX_AHEAD_MS of event time ahead of the slowest "
-                           "partition on this worker", ["partition"], registry=registry)
         self.settled = Counter("warden_inputs_settled_total",
                                "Inputs fully handled: applied (with their cross-key reply), "
                                "ignored as duplicates or dead-lettered", registry=registry)

@@ -74,7 +74,6 @@ class Settings:
     stall_s: int = 30
     max_in_flight: int = 5000
     hop_wait_ms: int = 10_000
-    max_ahead_ms: int = 3_600_000
     tick_interval_s: float = 1.0
     sweep_interval_s: float = 30.0
     projection_batch: int = 500
@@ -120,7 +119,6 @@ class Settings:
             "stall_s": _int(env, "WARDEN_STALL_S", cls.stall_s, minimum=1),
             "max_in_flight": _int(env, "WARDEN_MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
             "hop_wait_ms": _int(env, "WARDEN_HOP_WAIT_MS", cls.hop_wait_ms, minimum=0),
-            "max_ahead_ms": _int(env, "WARDEN_MAX_AHEAD_MS", cls.max_ahead_ms, minimum=0),
             "projection_batch": _int(env, "WARDEN_PROJECTION_BATCH", cls.projection_batch, minimum=1),
             "log_level": env.get("WARDEN_LOG_LEVEL", cls.log_level),
             "data_dir": env.get("WARDEN_DATA_DIR", cls.data_dir),

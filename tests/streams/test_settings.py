@@ -36,7 +36,6 @@ EVERY_VARIABLE = {
     "WARDEN_LOG_LEVEL": "debug",
     "WARDEN_DATA_DIR": "/var/lib/warden",
     "WARDEN_HOP_WAIT_MS": "2500",
-    "WARDEN_MAX_AHEAD_MS": "600000",
 }
 
 
@@ -62,8 +61,7 @@ def test_every_warden_variable_is_parsed():
         redis_prefix="wp", app_id="warden-eu", topic_prefix="eu.", partitions=12,
         web_port=7000, web_host="0.0.0.0", operator_token="op-token", protect_reads=True,
         policy_path="/etc/warden/policy.toml", idle_advance=False, idle_grace_ms=1500,
-        projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500,
-        max_ahead_ms=600_000)
+        projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500)
 
 
 def test_derived_names_carry_the_prefixes():
