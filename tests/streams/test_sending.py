@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -133,70 +135,60 @@ def test_each_topic_is_tracked_by_the_producers_client_once_before_its_first_rec
     assert producer.client.added == ["a", "b", "c"]
 
 
+@asynccontextmanager
+async def producer_that_saw_every_topic(bootstrap: str) -> AsyncIterator[tuple[Any, str, str]]:
+    """A started producer whose metadata came from a fetch of every topic (as at a worker's
+    start), the topic it saw then, and a topic created after that fetch."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    stamp = time.time_ns()
+    first, later = f"sending-first-{stamp}", f"sending-later-{stamp}"
+    await admin.create_topics([NewTopic(first, 1, 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for _ in range(50):  # its client tracks no topic yet: every topic's metadata
+            await producer.client.force_metadata_update()
+            if first in producer.client.cluster.topics():
+                break
+            await asyncio.sleep(0.1)
+        await admin.create_topics([NewTopic(later, 1, 1)])
+        yield producer, first, later
+    finally:
+        await producer.stop()
+        await admin.delete_topics([first, later])
+        await admin.close()
+
+
+async def still_known(producer: Any, topic: str) -> bool:
+    await producer.client.force_metadata_update()
+    return topic in producer.client.cluster.topics()
+
+
 def test_a_topic_sent_to_keeps_its_metadata_when_the_producer_learns_another(kafka_bootstrap):
     """aiokafka fetches every topic's metadata while its client tracks none; a topic seen
     that way and then sent to stays untracked, and drops out of the metadata once another
     topic is added (its unsent batches then wait on a leader nobody looks up)."""
-    async def go() -> tuple[bool, bool]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        stamp = time.time_ns()
-        first, later = f"sending-first-{stamp}", f"sending-later-{stamp}"
-        await admin.create_topics([NewTopic(first, 1, 1)])
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for _ in range(50):  # every topic's metadata, as at a worker's start
-                await producer.client.force_metadata_update()
-                if first in producer.client.cluster.topics():
-                    break
-                await asyncio.sleep(0.1)
-            await admin.create_topics([NewTopic(later, 1, 1)])  # one the worker had not seen
+    async def go() -> bool:
+        async with producer_that_saw_every_topic(kafka_bootstrap) as (producer, first, later):
             await asyncio.gather(*await send_batched(producer, [(first, 0, b"k", b"v")]))
-            untracked = first not in producer.client._topics  # (what aiokafka left it)
             await asyncio.gather(*await send_batched(producer, [(later, 0, b"k", b"v")]))
-            await producer.client.force_metadata_update()
-            return untracked, first in producer.client.cluster.topics()
-        finally:
-            await producer.stop()
-            await admin.delete_topics([first, later])
-            await admin.close()
+            return await still_known(producer, first)
 
-    untracked_by_aiokafka, still_known = asyncio.run(go())
-    assert untracked_by_aiokafka is False  # send_batched tracked it
-    assert still_known
+    assert asyncio.run(go())
 
 
 def test_track_topic_alone_keeps_a_topic_in_the_metadata(kafka_bootstrap):
     """Without `track_topic` the same steps lose the first topic: the aiokafka behaviour
     the test above guards against (if aiokafka fixes it, this test says so)."""
     async def go() -> tuple[bool, bool]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        stamp = time.time_ns()
-        first, later = f"sending-first-{stamp}", f"sending-later-{stamp}"
-        await admin.create_topics([NewTopic(first, 1, 1)])
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for _ in range(50):
-                await producer.client.force_metadata_update()
-                if first in producer.client.cluster.topics():
-                    break
-                await asyncio.sleep(0.1)
-            await admin.create_topics([NewTopic(later, 1, 1)])
+        async with producer_that_saw_every_topic(kafka_bootstrap) as (producer, first, later):
             await (await producer.send(first, b"v"))
             await (await producer.send(later, b"v"))  # aiokafka adds `later` only
-            await producer.client.force_metadata_update()
-            lost = first not in producer.client.cluster.topics()
+            lost = not await still_known(producer, first)
             await track_topic(producer, first)
             await track_topic(producer, later)
-            await producer.client.force_metadata_update()
-            return lost, first in producer.client.cluster.topics()
-        finally:
-            await producer.stop()
-            await admin.delete_topics([first, later])
-            await admin.close()
+            return lost, await still_known(producer, first)
 
     lost_without, kept_with = asyncio.run(go())
     assert lost_without, "aiokafka kept the untracked topic: streams/sending.py's note is stale"

@@ -544,22 +544,30 @@ def test_an_evadable_accounts_lift_waits_for_the_device_stages_frontier():
     assert not load_account(bus.accounts[b"evaded"]).pending   # the input was applied after it
 
 
-def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate():
-    """Each account partition has its own copy of every `dmark`, behind the notices sent to
-    it before. A mark another partition already read says nothing of a `ban_evasion`
-    notice still on its way to this one: the lift waits for this partition's own marks."""
+def evaded_lift_gated_on_the_device_frontier(bus: Bus) -> tuple[int, int]:
+    """Account "evaded" restricted at `ban_evasion`'s level, the device stage's frontier
+    heard behind its lift, and an input after the lift waiting behind it: (lift_at, the
+    account's partition)."""
     day = 86_400_000
-    bus = Bus()
     for i, ts in enumerate((T0, T0 + 15 * day)):  # restricted twice: level 2
         bus.feed("device-signals", {"event_id": f"e{i}", "ts": ts, "account_id": "evaded",
                                     "device_id": "d", "emulator": True})
     lift_at = bus.decisions[-1]["lift_at"]
     partition = partition_of(b"evaded", PARTITIONS)
-    other = (partition + 1) % PARTITIONS
     bus.account.device_marks = {partition: {q: T0 for q in range(PARTITIONS)}}
     later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
              "friend_id": "x"}
     bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
+    return lift_at, partition
+
+
+def test_a_device_frontier_read_on_another_partition_does_not_open_a_lifts_gate():
+    """Each account partition has its own copy of every `dmark`, behind the notices sent to
+    it before. A mark another partition already read says nothing of a `ban_evasion`
+    notice still on its way to this one: the lift waits for this partition's own marks."""
+    bus = Bus()
+    lift_at, partition = evaded_lift_gated_on_the_device_frontier(bus)
+    other = (partition + 1) % PARTITIONS
     passed = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, lift_at), other)
               for q in range(PARTITIONS)]  # the other partition hears the frontier pass lift_at
     bus.commit(bus.account.process(passed))
@@ -573,18 +581,9 @@ def test_a_device_frontier_from_an_older_generation_does_not_open_a_lifts_gate()
     (an older consumer group generation) says nothing of the `ban_evasion` notices the
     device partition's new owner may send again from its committed offset: the lift waits
     for a mark of the current generation."""
-    day = 86_400_000
     bus = Bus()
-    for i, ts in enumerate((T0, T0 + 15 * day)):  # restricted twice: level 2
-        bus.feed("device-signals", {"event_id": f"e{i}", "ts": ts, "account_id": "evaded",
-                                    "device_id": "d", "emulator": True})
-    lift_at = bus.decisions[-1]["lift_at"]
-    partition = partition_of(b"evaded", PARTITIONS)
     bus.account.generation = 3
-    bus.account.device_marks = {partition: {q: T0 for q in range(PARTITIONS)}}
-    later = {"event_id": "f1", "ts": lift_at + 3_600_000, "account_id": "evaded",
-             "friend_id": "x"}
-    bus.commit(bus.account.process([bus.record("friend-adds", b"evaded", orjson.dumps(later))]))
+    lift_at, partition = evaded_lift_gated_on_the_device_frontier(bus)
     stale = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, None, 2), partition)
              for q in range(PARTITIONS)]
     bus.commit(bus.account.process(stale))
