@@ -66,11 +66,10 @@ async def send_batched(producer: BatchProducer,
         batch.close()
         futures.append(await producer.send_batch(batch, where[0], partition=where[1]))
 
-    tracked = _TRACKED.get(producer, ())
+    tracked = _TRACKED.setdefault(producer, set())  # (the set `track_topic` adds to)
     for topic, partition, key, value in records:
         if topic not in tracked:
             await track_topic(producer, topic)
-            tracked = _TRACKED[producer]
         if partition is None:
             for where in [w for w in open_ if w[0] == topic]:
                 await close(where)
