@@ -157,6 +157,7 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
                         break
                 await asyncio.sleep(POLL_S)
         drained_after = time.monotonic() - deadline + drain_s
+        final = worker.metrics()
     finally:
         await redis.aclose()
 
@@ -166,6 +167,9 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             "consumed_per_s": round(consumed / offer_s, 1),
             "kept_up": consumed >= 0.95 * sent, "drain_after_offer_s": round(drained_after, 1),
             "expected": len(expected), "missing": probe.open,
+            # what the wait bought: inputs applied out of replay's order, and waits that ran out
+            "out_of_order": final.get("warden_inputs_out_of_order_total"),
+            "align_timeouts": final.get("warden_alignment_timeouts_total"),
             **latency_summary([ms for _, ms in probe.samples]), "by_cause": by_cause(probe.samples)}
 
 

@@ -190,6 +190,9 @@ def format_table(result: dict[str, Any]) -> str:
                   f"({phase.get('missing', 0):,} expected but not seen)",
                   f"  worker consumed {_num(phase.get('consumed_per_s'))} events/s while offered "
                   f"{_num(phase.get('offered_per_s'))}; kept up: {_yes(phase.get('kept_up'))}"]
+        if phase.get("out_of_order") is not None:
+            lines.append(f"  inputs applied out of event-time order: {_num(phase['out_of_order'])}"
+                         f" (alignment waits that ran out: {_num(phase.get('align_timeouts'))})")
         causes = phase.get("by_cause") or {}
         if causes:
             lines.append("  by cause (input topic / first trigger):")

@@ -62,6 +62,11 @@ class Metrics:
         self.align_timeouts = Counter("warden_alignment_timeouts_total",
                                       "Inputs released after waiting WARDEN_ALIGN_MS for a quiet "
                                       "input topic", registry=registry)
+        self.out_of_order = Counter("warden_inputs_out_of_order_total",
+                                    "Inputs applied after a later input of their partition, "
+                                    "so not in replay's order (expected: 0; more means "
+                                    "WARDEN_ALIGN_MS is shorter than the producers' lag)",
+                                    ["topic"], registry=registry)
         self.in_flight = Gauge("warden_hops_in_flight",
                                "Cross-key requests (device checks, report weighing) awaiting "
                                "their reply, per account partition", ["partition"],

@@ -189,6 +189,11 @@ class AccountStage:
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
+        # per partition: the newest ts of an input applied (an earlier one after it is out
+        # of replay's order: `warden_inputs_out_of_order_total`)
+        self.applied_ts: dict[int, int] = {}
+        for topic in names.inputs:  # (shown at 0 from the start)
+            metrics.out_of_order.labels(names.canonical(topic))
         self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms,
                                         load=self._held_entries,
                                         wall_ms=lambda: self.wall_ms(),
@@ -214,7 +219,14 @@ class AccountStage:
             partitions.update(align.due_partitions())
             parsed = self._aligned(work, parsed, sorted(partitions))
         parsed.sort(key=by_time)
+        newest = self.applied_ts
         for item in parsed:
+            if isinstance(item[3], INPUT_TYPES):
+                partition = item[2].partition
+                if item[0] < newest.get(partition, item[0]):
+                    self.metrics.out_of_order.labels(self.names.canonical(item[2].topic)).inc()
+                else:
+                    newest[partition] = item[0]
             work.apply(*item[2:])
         for partition, marks in work.device_marks.items():  # only now: notices in the batch
             self.device_marks.setdefault(partition, {}).update(marks)  # went first
@@ -568,6 +580,7 @@ class AccountStage:
             self._marks_sent.pop(partition, None)
             self.device_marks.pop(partition, None)  # (the device partitions announce again)
             self.in_flight.pop(partition, None)
+            self.applied_ts.pop(partition, None)
         self.alignment.forget(partitions)
         self.awaiting_replies.clear()  # (the recovered table decides)
 

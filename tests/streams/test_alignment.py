@@ -254,9 +254,23 @@ def test_an_appeal_fetched_after_a_later_signal_is_still_applied_first():
     aligned = Bus()
     aligned.account.alignment.align_ms = 100
     assert _fetched_out_of_order(aligned, inputs) == want
+    assert out_of_order(aligned) == {topic: 0.0 for topic in CANONICAL_INPUTS}
 
     unaligned = Bus()  # align_ms = 0: arrival order within separate batches
     assert _fetched_out_of_order(unaligned, inputs) != want
+    # what an operator sees: the appeal was applied after the later signal
+    assert out_of_order(unaligned) == {topic: float(topic == "moderation-commands")
+                                       for topic in CANONICAL_INPUTS}
+
+
+CANONICAL_INPUTS = ("friend-adds", "room-creations", "message-reports", "device-signals",
+                    "moderation-commands")
+
+
+def out_of_order(bus: Bus) -> dict[str, float]:
+    return {topic: bus.registry.get_sample_value("warden_inputs_out_of_order_total",
+                                                 {"topic": topic})
+            for topic in CANONICAL_INPUTS}
 
 
 def test_held_inputs_leave_in_a_batch_with_no_record_once_their_wait_ran_out():
