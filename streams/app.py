@@ -10,6 +10,7 @@ runners in streams/stages.py, produce, wait for delivery, then write state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -91,9 +92,11 @@ class Warden:
         # each stage takes its topics' records in lists, past Faust's streams (streams/direct.py)
         # (as many records wait for a stage as did in its stream's buffer)
         inbound, most = self.app.monitor.stream_inbound_time, self.app.conf.stream_buffer_maxsize
-        self.account_sink = RecordSink(s.topics.account_sources, maxsize=most, inbound=inbound)
-        self.device_sink = RecordSink([s.topics.device_inbox], maxsize=most, inbound=inbound)
-        self.decision_sink = RecordSink([s.topics.decisions], maxsize=most, inbound=inbound)
+        sink = functools.partial(RecordSink, maxsize=most, inbound=inbound,
+                                 on_drop=lambda records: self.app.consumer.untrack(records))
+        self.account_sink = sink(s.topics.account_sources)
+        self.device_sink = sink([s.topics.device_inbox])
+        self.decision_sink = sink([s.topics.decisions])
         sinks = {topic: sink for sink in (self.account_sink, self.device_sink, self.decision_sink)
                  for topic in sink.topics}
         for sink in (self.account_sink, self.device_sink, self.decision_sink):

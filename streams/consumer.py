@@ -315,6 +315,11 @@ class WardenConsumer(faust_aiokafka.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
+    def untrack(self, messages: Iterable[Any]) -> None:
+        """Records dropped before any stage took them (`RecordSink.clear`): not acked, so
+        not committed, and read again from the committed offset; no longer waited for."""
+        self._unacked_messages.difference_update(messages)
+
     def ack_taken(self, message: Any) -> None:
         """Acknowledge a record a sink handed to its stage, once the stage has handled it
         (with the sensor hook the stream ran when it acked an event)."""

@@ -32,9 +32,11 @@ class RecordSink:
     """Records of `topics` handed over by the drain loop, taken by one stage in lists."""
 
     def __init__(self, topics: Iterable[str], *, maxsize: int = SINK_MAX,
-                 inbound: dict[Any, float] | None = None) -> None:
+                 inbound: dict[Any, float] | None = None,
+                 on_drop: Callable[[list[Any]], object] = lambda records: None) -> None:
         self.topics = frozenset(topics)
         self.maxsize = maxsize
+        self.on_drop = on_drop  # records dropped by `clear`: no longer waited for
         self.records: list[Any] = []  # faust Messages, in the order they were handed over
         self._wake: asyncio.Future[None] | None = None  # the batch loop's pause
         self._room: asyncio.Future[None] | None = None  # the drain loop waiting for space
@@ -64,9 +66,18 @@ class RecordSink:
                 self._room = None
 
     def clear(self) -> None:
-        """Drop what no batch took yet: Faust calls this with the streams' buffers when the
-        flow resumes after a rebalance (`FlowControlEvent.manage_queue`)."""
+        """Drop what no batch took yet: Faust calls this with the streams' buffers when a
+        rebalance begins and when the flow resumes after it (`FlowControlEvent.manage_queue`).
+        The dropped records are handed to `on_drop`, for the consumer to stop waiting for
+        their acks: the rebalance waits for every record tracked and not acked
+        (`Consumer.wait_empty`), and these will never be. Faust's own dropped events leave
+        its weak set of unacked records once nothing refers to them; the drain loop still
+        refers to the last record it handed over, so a dropped one stalled the rebalance
+        until the group evicted the worker (bench/perf.py's stage D2, 2026-12-07)."""
+        dropped = self.records[:]
         self.records.clear()
+        if dropped:
+            self.on_drop(dropped)
         self._make_room()
 
     # --- the stage's side -----------------------------------------------------------------

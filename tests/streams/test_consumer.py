@@ -2,6 +2,7 @@
 
 import asyncio
 from types import SimpleNamespace
+from weakref import WeakSet
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -582,3 +583,76 @@ def test_while_the_flow_is_suspended_a_sinks_records_are_dropped_but_count_as_re
 
     assert asyncio.run(go()) == 1
     assert sink.records == [] and tracked == []
+
+
+# --- a rebalance waits only for records a stage took (streams/direct.py) ------------------
+
+class Handed:
+    """A record the drain loop handed over: Faust tracks it in a weak set until acked."""
+
+    acked = False
+    refcount = 0
+
+
+def consumer_waiting_for_acks() -> WardenConsumer:
+    """What Faust's `Consumer.wait_empty` (run as is) reads of its consumer."""
+    consumer = object.__new__(WardenConsumer)
+    consumer._stopped, consumer._crashed = asyncio.Event(), asyncio.Event()
+    consumer._unacked_messages = WeakSet()
+
+    async def commit(*_args, **_kwargs):
+        return None
+
+    async def wait_for_ack(timeout):
+        await asyncio.sleep(0.005)
+
+    consumer.commit = consumer.commit_and_end_transactions = commit
+    consumer._wait_for_ack = wait_for_ack
+    consumer.log = SimpleNamespace(warning=lambda *_: None, info=lambda *_: None,
+                                   dev=lambda *_: None)
+    consumer.app = SimpleNamespace(agents=SimpleNamespace(human_tracebacks=lambda: ""))
+    consumer.diag = SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None)
+    return consumer
+
+
+@pytest.mark.parametrize("untracked", [True, False])
+def test_a_rebalance_does_not_wait_for_records_a_sink_dropped(untracked):
+    """Faust begins a rebalance by clearing the streams' buffers, the sinks with them, then
+    waits until every record tracked is acked. The drain loop still refers to the last
+    record it handed over, so the weak set kept that one, never to be acked: the worker
+    waited until the group evicted it (bench/perf.py's stage D2 on 2026-12-07, 60 s).
+    The consumer untracks what a sink drops; without that the wait never ends."""
+    async def go():
+        consumer = consumer_waiting_for_acks()
+        sink = RecordSink(["warden-friend-adds"],
+                          **({"on_drop": consumer.untrack} if untracked else {}))
+        last_handed_over = Handed()  # (the drain loop's local variable)
+        assert sink.put(last_handed_over)
+        consumer._unacked_messages.add(last_handed_over)
+        sink.clear()  # Faust's `flow_control.clear()` in `_on_partitions_revoked`
+        await asyncio.wait_for(consumer.wait_empty(), 0.5)
+
+    if untracked:
+        asyncio.run(go())
+    else:
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(go())
+
+
+def test_a_record_a_stage_took_is_still_waited_for_until_acked():
+    async def go():
+        consumer = consumer_waiting_for_acks()
+        sink = RecordSink(["warden-friend-adds"], on_drop=consumer.untrack)
+        taken = Handed()
+        assert sink.put(taken)
+        consumer._unacked_messages.add(taken)
+        batch = sink.records[:]  # a stage took it and is handling it
+        sink.records.clear()
+        sink.clear()
+        waiting = asyncio.create_task(consumer.wait_empty())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        batch[0].acked = True  # handled
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(go())

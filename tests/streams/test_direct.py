@@ -195,6 +195,19 @@ async def test_clearing_drops_what_no_batch_took_and_makes_room():
     assert sink.records == []
 
 
+async def test_clearing_hands_the_dropped_records_over_so_nothing_waits_for_their_acks():
+    """Faust also clears it when a rebalance begins, then waits for every record handed
+    over and not acked: the dropped ones will never be acked, the consumer untracks them."""
+    dropped: list[list[int]] = []
+    sink = RecordSink(["friend-adds"], on_drop=lambda records: dropped.append(
+        [m.value for m in records]))
+    sink.clear()
+    assert dropped == []  # (nothing to hand over)
+    assert sink.put(Message(0)) and sink.put(Message(1))
+    sink.clear()
+    assert dropped == [[0, 1]] and sink.records == []
+
+
 async def test_taking_a_batch_tells_faust_its_partitions_are_being_read():
     """Faust's consumer logs a partition whose stream takes nothing as stuck."""
     async with Collector(max_=100, within=60.0, quiet=0.01) as c:
