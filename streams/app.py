@@ -121,6 +121,7 @@ class Warden:
         self.stalled = False
         # account partitions whose inputs wait for replies (shared: it bounds their frontier)
         self.paused: set[int] = self.account_stage.paused
+        self._held_back: set[TP] = set()  # input topic-partitions `_pace_inputs` paused
         self._changelog_sent: list[Any] = []  # changelog writes not awaited yet (`commit`)
         self._commits = 0  # batches committed: work done, for `heap_trim`
         self.heap_trim = HeapTrim()
@@ -253,6 +254,7 @@ class Warden:
             self.account_stage.forget_partitions(range(self.settings.partitions))
             self.device_stage.forget_partitions(range(self.settings.partitions))
             self.paused.clear()  # Faust resumes every stream partition after a rebalance
+            self._held_back = set()
             for partition in range(self.settings.partitions):
                 self.metrics.paused.labels(str(partition)).set(0)
 
@@ -268,28 +270,43 @@ class Warden:
             await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
 
     async def _pace_inputs(self) -> None:
-        """Back-pressure on cross-key hops: a partition with WARDEN_MAX_IN_FLIGHT requests
-        unanswered stops reading its input topics until half of them are answered.
+        """Back-pressure on the input topics, after each batch of the account stage.
 
-        Without it a backlog is read far ahead of the replies, every account waits on many
-        of them with later inputs parked in its record, and the records (re-written to the
-        changelog after every batch) grow until the stage is mostly writing them."""
+        Cross-key hops: a partition with WARDEN_MAX_IN_FLIGHT requests unanswered stops
+        reading its input topics until half of them are answered. Without it a backlog is
+        read far ahead of the replies, every account waits on many of them with later
+        inputs parked in its record, and the records (re-written to the changelog after
+        every batch) grow until the stage is mostly writing them.
+
+        Alignment: a partition whose alignment buffer is crowded stops reading the input
+        topics ahead of its earliest held input (`InputAlignment.topics_ahead`)."""
         high = self.settings.max_in_flight
         stage, metrics = self.account_stage, self.metrics
         consumer: Any = self.app.consumer
+        inputs = self.settings.topics.inputs
+        want: set[TP] = set()
         for partition in self._assigned_account_partitions():
             count = stage.in_flight.get(partition, 0)
             metrics.in_flight.labels(str(partition)).set(count)
-            inputs = self.settings.topics.inputs
             if partition not in self.paused and count >= high:
                 self.paused.add(partition)
                 metrics.paused.labels(str(partition)).set(1)
                 metrics.pauses.inc()
-                await consumer.hold_back([TP(topic, partition) for topic in inputs])
             elif partition in self.paused and count <= high // 2:
                 self.paused.discard(partition)
                 metrics.paused.labels(str(partition)).set(0)
-                consumer.resume_partitions([TP(topic, partition) for topic in inputs])
+            if partition in self.paused:
+                want.update(TP(topic, partition) for topic in inputs)
+            else:
+                want.update(TP(topic, partition)
+                            for topic in stage.alignment.topics_ahead(partition))
+        held, freed = want - self._held_back, self._held_back - want
+        self._held_back = want
+        if held:
+            metrics.align_pauses.inc(sum(tp.partition not in self.paused for tp in held))
+            await consumer.hold_back(held)
+        if freed:
+            consumer.resume_partitions(freed)
 
     @property
     def recovered(self) -> bool:

@@ -62,6 +62,10 @@ class Metrics:
         self.align_timeouts = Counter("warden_alignment_timeouts_total",
                                       "Inputs released after waiting WARDEN_ALIGN_MS for a quiet "
                                       "input topic", registry=registry)
+        self.align_pauses = Counter("warden_alignment_pauses_total",
+                                    "Input topic-partitions paused while their partition's "
+                                    "alignment buffer was crowded with inputs ahead of its "
+                                    "earliest", registry=registry)
         self.out_of_order = Counter("warden_inputs_out_of_order_total",
                                     "Inputs applied after a later input of their partition, "
                                     "so not in replay's order (expected: 0; more means "

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,10 +105,18 @@ class WorkerProcess:
                 os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`: a test never leaves
+        a worker behind (one stopped during a rebalance's recovery can take Faust's 60 s)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.kill(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"worker {self.proc.pid} still running {timeout:.0f} s after SIGTERM: SIGKILL")
+            self.kill(signal.SIGKILL)
 
     def dump_tasks(self) -> str:
         """What a stalled worker is doing: py-spy's dump of its threads when py-spy is
@@ -179,6 +188,17 @@ async def produce(bootstrap: str, prefix: str, inputs: Iterable[tuple[str, dict[
     finally:
         await producer.stop()
     return count
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Topics with `partitions` partitions, for inputs published before a worker creates them
+    (the broker would create them with its default of one)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
 
 
 async def produce_raw(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:

@@ -142,6 +142,45 @@ def test_the_buffer_is_capped_in_bytes():
     assert 100_000 - 2_100 < sum(len(e[3].value) + 1 for e in held) <= 100_000
 
 
+def test_a_crowded_partition_stops_fetching_the_topics_ahead_of_its_earliest_input():
+    """After downtime a fetch covers days of a sparse topic and hours of a dense one: the
+    buffer fills with inputs ahead of the dense topic. Over `pause_held` the topics that
+    passed the earliest input are paused, so the one it waits for (device-signals, with a
+    backlog) is fetched alone, until the partition holds half as much."""
+    ends = {("device-signals", 0): 10_000}
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(),
+                           highwater=lambda t, p: ends.get((t, p)), pause_held=4)
+    others = [t for t in INPUTS if t != "device-signals"]
+    for offset, topic in enumerate(others):
+        align.hold(1_000, rec(topic, offset, 1_000), "event")
+    assert released_times(align) == [] and align.topics_ahead(0) == ()  # 4: not crowded
+    align.hold(2_000, rec("friend-adds", 9, 2_000), "event")
+    assert set(align.topics_ahead(0)) == set(others)
+    align.hold(1_000, rec("device-signals", 0, 1_000), "event")  # the dense topic catches up
+    assert released_times(align) == [1_000] * 5
+    assert align.topics_ahead(0) == ()  # 1 held: fetch them all again
+
+
+def test_a_crowded_partition_whose_earliest_input_may_leave_pauses_nothing():
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(),
+                           pause_held=2, pause_bytes=10**9)
+    for offset, topic in enumerate(INPUTS):
+        align.hold(50, rec(topic, offset, 50), "event")
+    assert align.topics_ahead(0) == ()  # it leaves in the next batch
+    assert released_times(align) == [50] * len(INPUTS)
+
+
+def test_the_pause_also_counts_bytes_and_ends_with_the_partition():
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=Wall(),
+                           pause_bytes=5_000)
+    for i in range(3):
+        align.hold(100 + i, Record("friend-adds", 0, i, b"a",
+                                   orjson.dumps({"ts": 100 + i, "pad": "x" * 2000}), None), "e")
+    assert align.topics_ahead(0) == ("friend-adds",)
+    align.forget([0])  # revoked
+    assert align.topics_ahead(0) == ()
+
+
 def test_no_offset_is_committed_past_a_held_input_or_one_applied_in_a_batch_not_written():
     """Held inputs live in memory only: after a crash they are read again from the committed
     offset (those applied since are ignored as repeats), so the commit stops at the
