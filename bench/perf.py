@@ -18,7 +18,8 @@
    alone changes); C tutorial-style Faust friend_add_burst (bench/perf_consumers.py); D the
    Warden worker (`python -m streams.cli
    worker`). D is timed from the first poll of its /metrics (every 0.2 s) showing
-   `warden_events_total` > 0 (the events counted by then are not counted) to the last poll at
+   `warden_events_total` > 0 (the events counted by then are not counted, nor inputs read
+   again after a rebalance: D2's two workers start apart) to the last poll at
    which `warden_projection_applied_total`
    changed, once its group has committed every input, both inboxes and account-decisions
    (zero lag: every decision is on the log and applied to Redis). A stage that reaches
@@ -225,7 +226,9 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     note = f"{int(decisions):,} decisions, {int(applied):,} applied to Redis"
     # A capped run counts settled inputs (applied with their cross-key replies, or ignored,
     # or dead-lettered), not consumed ones: a stage can read far ahead of what it has done.
-    handled = settled - settled0 if partial else events - events0
+    # A rebalance re-reads what was handed over and not committed (two workers start apart,
+    # so D2 has one): `warden_events_total` counts those twice; the inputs are `total`.
+    handled = settled - settled0 if partial else min(events, total) - events0
     if partial:
         note += f"; {int(events - events0):,} consumed"
     result = stage(int(handled), end - first, partial=partial, note=note)
