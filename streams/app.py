@@ -279,7 +279,12 @@ class Warden:
         every batch) grow until the stage is mostly writing them.
 
         Alignment: a partition whose alignment buffer is crowded stops reading the input
-        topics ahead of its earliest held input (`InputAlignment.topics_ahead`)."""
+        topics ahead of its earliest held input (`InputAlignment.topics_ahead`).
+
+        Not during a rebalance: Faust resumes every stream partition at its end, and the
+        pauses begin again from none (`on_revoked`)."""
+        if not self.recovered:
+            return
         high = self.settings.max_in_flight
         stage, metrics = self.account_stage, self.metrics
         consumer: Any = self.app.consumer
