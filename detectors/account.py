@@ -39,9 +39,10 @@ from detectors.messages import (
 from detectors.policy import OVERTURNING, Lifecycle
 from detectors.reporters import ReporterRecord
 from detectors.triggers.registry import ACCOUNT_TRIGGERS, BY_EVENT_TYPE
-from detectors.values import constructor
+from detectors.values import constructor, fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountState:
     lifecycle: Lifecycle = Lifecycle()
@@ -50,6 +51,7 @@ class AccountState:
     devices: tuple[tuple[str, int], ...] = ()  # (device_id, last announced use), newest last
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     state: AccountState

@@ -8,6 +8,7 @@ objects: a tracked account's state stays small on the wire and in memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from detectors.messages import (
 from detectors.policy import Lifecycle, Restriction
 from detectors.reporters import ReporterRecord
 from detectors.triggers.report_flood import CountedReport
+from detectors.values import constructor
 from detectors.windows import Entry
 
 FORMAT = 1
@@ -42,27 +44,52 @@ _BY_TAG = {tag: cls for cls, tag in MESSAGE_TAGS.items()}
 
 
 SIGNAL_FIELDS = frozenset({"pending", "signals"})
+# fields that hold a scalar (never a list on the wire): passed through as decoded
+_SCALAR = frozenset({"str", "int", "bool", "float", "str | None", "int | None", "bool | None"})
+
+
+def _message_codec(cls: type, tag: str) -> tuple[Callable[[Any], bytes], Callable[[list[Any]], Any]]:
+    """An encoder and a decoder for one message class, unrolled per field (about three
+    messages per input event cross the stages; a generic loop over the fields, with a
+    frozen dataclass's `__init__`, cost 7.7 us per decode)."""
+    names = list(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    out, back = [], []
+    for i, name in enumerate(names, start=1):
+        kind = cls.__dataclass_fields__[name].type  # type: ignore[attr-defined]
+        if name in SIGNAL_FIELDS:
+            out.append(f"_signals_out(m.{name})")
+            back.append(f"_signals_in(v[{i}])")
+        elif kind in _SCALAR:
+            out.append(f"m.{name}")
+            back.append(f"v[{i}]")
+        else:
+            out.append(f"m.{name}")
+            back.append(f"_tuples(v[{i}])")
+    namespace = {"_dumps": orjson.dumps, "_signals_out": _signals_out, "_signals_in": _signals_in,
+                 "_tuples": _tuples, "_make": constructor(cls), "_slow": _decode_slowly,
+                 "_tag": tag, "_count": len(names) + 1}
+    exec(f"def encode(m):\n    return _dumps([_tag, {', '.join(out)}])\n"
+         f"def decode(v):\n    if len(v) != _count:\n        return _slow(v)\n"
+         f"    return _make({', '.join(back)})\n", namespace)
+    return namespace["encode"], namespace["decode"]
 
 
 def encode_message(msg: Message) -> bytes:
-    fields = msg.__dataclass_fields__  # type: ignore[union-attr]
-    values = [_signals_out(getattr(msg, f)) if f in SIGNAL_FIELDS else getattr(msg, f)
-              for f in fields]
-    return orjson.dumps([MESSAGE_TAGS[type(msg)], *values])
-
-
-# per tag: the message class, and which of its fields (in order) hold signals
-_DECODING = {tag: (cls, tuple(f in SIGNAL_FIELDS for f in cls.__dataclass_fields__))
-             for tag, cls in _BY_TAG.items()}
+    return _ENCODERS[type(msg)](msg)
 
 
 def decode_message(raw: bytes) -> Message:
-    """(About three per input event cross the stages: the field list is looked up once per
-    tag, and only lists are converted.)"""
-    tag, *values = orjson.loads(raw)
-    cls, signal_at = _DECODING[tag]
-    return cls(*[_signals_in(v) if signals else _tuples(v) if type(v) is list else v  # type: ignore[no-any-return]
-                 for signals, v in zip(signal_at, values, strict=False)])
+    values = orjson.loads(raw)
+    return _DECODERS[values[0]](values)  # type: ignore[no-any-return]
+
+
+def _decode_slowly(values: list[Any]) -> Message:
+    """A message with fields missing (from a worker before they were added): defaults."""
+    tag, *rest = values
+    cls = _BY_TAG[tag]
+    signal_at = [f in SIGNAL_FIELDS for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
+    return cls(*[_signals_in(v) if signals else _tuples(v)  # type: ignore[no-any-return]
+                 for signals, v in zip(signal_at, rest, strict=False)])
 
 
 def _signals_out(signals: tuple[Signal, ...]) -> list[list[Any]]:
@@ -81,6 +108,11 @@ def _tuples(value: Any) -> Any:
     if type(value) is list:
         return tuple(_tuples(v) for v in value)
     return value
+
+
+_CODECS = {cls: _message_codec(cls, tag) for cls, tag in MESSAGE_TAGS.items()}
+_ENCODERS = {cls: encoder for cls, (encoder, _) in _CODECS.items()}
+_DECODERS = {MESSAGE_TAGS[cls]: decoder for cls, (_, decoder) in _CODECS.items()}
 
 
 # --- account state ------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from detectors.values import fast_init
 
 DECISION_TYPES = (
     "restricted", "extended", "lifted", "appeal_received", "appeal_rejected",
@@ -17,6 +18,7 @@ DECISION_TYPES = (
 )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     account_id: str

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from detectors.config import Policy
 from detectors.messages import AccountOnDevice, DeviceChecked, DeviceMatched
 from detectors.triggers.registry import DEVICE_TRIGGERS
-from detectors.values import constructor
+from detectors.values import constructor, fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceAccount:
     account_id: str
@@ -29,6 +30,7 @@ class DeviceAccount:
     seq: int  # the account's decision count the status fields reflect
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     accounts: tuple[DeviceAccount, ...] = ()  # oldest use first, capped

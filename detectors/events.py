@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from detectors.values import constructor
+from detectors.values import constructor, fast_init
 
 MAX_MESSAGE_BYTES = 65536
 MAX_ID_CHARS = 128
@@ -32,6 +32,7 @@ REPORT_REASONS = (
 ACTIONS = ("appeal_filed", "appeal_decided", "mark_false_positive", "restrict", "lift")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FriendAdded:
     event_id: str
@@ -41,6 +42,7 @@ class FriendAdded:
     device_id: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RoomCreated:
     event_id: str
@@ -51,6 +53,7 @@ class RoomCreated:
     device_id: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MessageReported:
     event_id: str
@@ -68,6 +71,7 @@ class MessageReported:
         return self.reported_id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceSignalled:
     event_id: str
@@ -81,6 +85,7 @@ class DeviceSignalled:
     ip: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ModerationCommanded:
     command_id: str
@@ -102,6 +107,7 @@ class ModerationCommanded:
 Event = FriendAdded | RoomCreated | MessageReported | DeviceSignalled | ModerationCommanded
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Why an input could not be accepted; `code` is machine-readable."""

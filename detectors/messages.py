@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from detectors.values import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Deferred:
     """Evidence built only when a decision cites it (`evidence_of`): `build(*args)`.
@@ -29,6 +31,7 @@ class Deferred:
     args: tuple[Any, ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A trigger's verdict on one event, handed to the restriction lifecycle.
@@ -56,6 +59,7 @@ def evidence_of(signal: Signal) -> dict[str, Any]:
 
 # --- account (reporter role) <- account (reported role) -------------------
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReportFiled:
     """A report, routed to its reporter's partition to be weighed."""
@@ -75,6 +79,7 @@ class ReportFiled:
 
 # --- account (reported role) <- account (reporter role) -------------------
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReportWeighed:
     """A report with its weight fixed at arrival, and the reporter's devices."""
@@ -97,6 +102,7 @@ class ReportWeighed:
 
 # --- account (reporter role) <- account (reported role): feedback ---------
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReportsJudged:
     """Reports of one reporter became upheld (`upheld` True) or overturned."""
@@ -111,6 +117,7 @@ class ReportsJudged:
 
 # --- device <- account -----------------------------------------------------
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountOnDevice:
     """An account used a device (`used` True) or its restriction status changed.
@@ -137,6 +144,7 @@ class AccountOnDevice:
     seq: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceChecked:
     """The device stage's answer to a use: every signal of the event, to decide on once."""
@@ -151,6 +159,7 @@ class DeviceChecked:
 
 # --- account <- device -----------------------------------------------------
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceMatched:
     """An evaded account's device was used by another account (`ban_evasion`).
@@ -169,6 +178,7 @@ class DeviceMatched:
     evaded: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LiftDue:
     """The processing clock reached the account's `lift_at`."""

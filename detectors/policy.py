@@ -37,11 +37,13 @@ from detectors.config import Policy
 from detectors.decisions import Decision
 from detectors.events import ModerationCommanded, Rejected
 from detectors.messages import Signal, evidence_of
+from detectors.values import fast_init
 
 OVERTURNING = ("appeal_granted", "false_positive")
 REPORT_BAN_TRIGGER = "reporter_penalty"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Restriction:
     started_at: int
@@ -54,6 +56,7 @@ class Restriction:
     upheld: tuple[tuple[str, str], ...] = ()  # (reporter_id, report event_id)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
     seq: int = 0

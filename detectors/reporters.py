@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from detectors.config import Policy
+from detectors.values import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReporterRecord:
     upheld: int = 0

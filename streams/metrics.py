@@ -96,13 +96,14 @@ class Metrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)
 
-    def event_in(self, topic: str) -> None:
-        """`warden_events_total{topic}` + 1, with the labelled child looked up once per topic
-        (prometheus-client's `labels()` was 2% of the account stage's time, once per input)."""
+    def event_in(self, topic: str, count: int = 1) -> None:
+        """`warden_events_total{topic}` + `count`, with the labelled child looked up once per
+        topic (prometheus-client's `labels()` was 2% of the account stage's time, once per
+        input)."""
         child = self._events_by_topic.get(topic)
         if child is None:
             child = self._events_by_topic[topic] = self.events.labels(topic)
-        child.inc()
+        child.inc(count)
 
     def decided(self, decision: Decision) -> None:
         for trigger in decision.triggers or ("none",):

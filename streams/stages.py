@@ -613,13 +613,17 @@ class _Work:
         self.replied: set[int] = set()  # partitions that had a cross-key reply this batch
         # `dmark`s of this batch per account partition, applied at its end
         self.device_marks: dict[int, dict[int, int]] = {}
+        # counted here and added to the metrics once per batch (`finish`): prometheus-client
+        # takes a lock per `inc`, twice per input
+        self.events_in: dict[str, int] = {}
+        self.settled = 0
 
     def parse(self, rec: Record) -> tuple[int, int, Record, object]:
         """(ts, arrival, record, Event | Rejected | Message | tick ts) for sorting."""
         self.arrivals += 1
         topic = self.stage.names.canonical(rec.topic)
         if topic in INPUT_TOPICS_SET:
-            self.stage.metrics.event_in(topic)
+            self.events_in[topic] = self.events_in.get(topic, 0) + 1
             event = decode(topic, rec.value or b"")
             if isinstance(event, Rejected):
                 return (-1, self.arrivals, rec, event)
@@ -642,7 +646,7 @@ class _Work:
         stage, metrics = self.stage, self.stage.metrics
         if isinstance(item, Rejected):
             self.reject(rec, item)  # only inputs are rejected by `parse`
-            metrics.settled.inc()
+            self.settled += 1
         elif isinstance(item, int):  # a tick from the idle clock
             self.advance(rec.partition, item)
         elif isinstance(item, _DeviceMark):
@@ -659,7 +663,7 @@ class _Work:
                 self.deliver(rec, key_of(item), item)
             else:
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
-                metrics.settled.inc()
+                self.settled += 1
             # handled only now: lifts its backlog was holding back may fire
             stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
             stage.progress_wall[topic_partition] = stage.wall_ms()
@@ -710,7 +714,7 @@ class _Work:
             in_flight = self.stage.in_flight
             in_flight[partition] = in_flight.get(partition, 0) + 1
         elif rec is not None:  # an input (not a lift) applied now, with nothing to wait for
-            self.stage.metrics.settled.inc()
+            self.settled += 1
         self.handle(rec, account_id, item)
 
     def reply(self, rec: Record, msg: DeviceChecked | ReportWeighed) -> None:
@@ -733,7 +737,7 @@ class _Work:
         while pending.flight and pending.flight[0][1] is not None:
             ready = pending.flight.pop(0)[1]
             self.handle(rec, account_id, ready)
-            self.stage.metrics.settled.inc()  # the input that sent the request
+            self.settled += 1  # the input that sent the request
         while pending.parked and not pending.flight:
             parked_rec, item = unpark(names, pending.parked[0])
             if self.gated(account_id, partition, getattr(item, "ts", None)):
@@ -947,6 +951,10 @@ class _Work:
 
     def finish(self) -> None:
         stage = self.stage
+        for topic, count in self.events_in.items():
+            stage.metrics.event_in(topic, count)
+        if self.settled:
+            stage.metrics.settled.inc(self.settled)
         if self.replied:  # a partition paused for its replies and getting them is not stalled
             now = stage.wall_ms()
             for partition in self.replied:

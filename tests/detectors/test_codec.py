@@ -57,3 +57,21 @@ def test_every_internal_message_kind_round_trips():
 def test_an_idle_account_state_is_well_under_a_kibibyte():
     engine, _ = busy_engine()
     assert len(codec.encode_account(engine.accounts["rep1"])) < 256
+
+
+def test_a_message_from_a_worker_before_a_field_was_added_decodes_with_its_default():
+    from detectors.messages import AccountOnDevice
+    use = AccountOnDevice("e1>dev", T0, "dev-1", "acct-1", True, False, 0, ("add_friend",), None,
+                          "e1", (), 3)
+    without_seq = codec.encode_message(use)[:-3] + b"]"
+    assert codec.decode_message(without_seq) == AccountOnDevice(
+        "e1>dev", T0, "dev-1", "acct-1", True, False, 0, ("add_friend",), None, "e1", (), 0)
+
+
+def test_decoded_messages_hold_tuples_where_the_wire_has_lists():
+    _, sent = busy_engine()
+    for msg in sent:
+        if type(msg) in codec.MESSAGE_TAGS:
+            decoded = codec.decode_message(codec.encode_message(msg))
+            for name in type(msg).__dataclass_fields__:
+                assert type(getattr(decoded, name)) is not list, (msg, name)
