@@ -147,7 +147,15 @@ class Pending:
 def _parked_ts(parked: list[Any]) -> int:
     if parked[0] == "lift":
         return int(parked[2])
-    return int(orjson.loads(parked[5])["ts"])
+    return _input_ts(parked[5])
+
+
+@functools.lru_cache(maxsize=4_096)
+def _input_ts(value: str) -> int:
+    """A parked input's `ts`. `oldest_ts` asks for every parked input of an account whenever
+    a lift might be due, and a restricted burst account parks many: parsed once, not on
+    every ask (the value's hash is kept by the string)."""
+    return int(orjson.loads(value)["ts"])
 
 
 USE = "u"  # marks a flight slot whose input is a device use (not a report)
