@@ -656,3 +656,26 @@ def test_what_keeps_an_accounts_pending_inputs_relevant_to_its_devices():
     # a quiet period apart: restricted by the first and lifted before the second
     quiet = DEFAULT_POLICY.lifecycle.quiet_base_ms
     assert not status_settled(_record_with([use, ["u2", None, T0 + quiet, "u"]]), DEFAULT_POLICY)
+
+
+def test_a_batch_asks_the_consumer_for_each_highwater_once_and_the_next_batch_asks_again():
+    """The lift clock and the frontier read every input topic's highwater at every lift check:
+    within a batch the first answer stands (it is only as fresh as the last fetch anyway)."""
+    bus = Bus()
+    asked: list[tuple[str, int]] = []
+
+    def highwater(topic: str, partition: int) -> int:
+        asked.append((topic, partition))
+        return 0
+
+    bus.account.highwater = highwater
+    events = [{"event_id": f"f{i}", "ts": T0 + i, "account_id": "acct-1", "friend_id": f"x{i}"}
+              for i in range(40)]  # a burst: restricted, then every add checks for a due lift
+    records = [bus.record("friend-adds", b"acct-1", orjson.dumps(e)) for e in events]
+    bus.account.process(records)
+    assert asked and len(asked) == len(set(asked))
+    first = len(asked)
+    bus.account.process([bus.record("friend-adds", b"acct-1", orjson.dumps(
+        {**events[0], "event_id": "later", "ts": T0 + 100}))])
+    assert len(asked) > first  # a new batch reads them afresh
+    assert bus.account.stalled([0], after_ms=0) == [] and len(asked) > first + 1  # so do timers
