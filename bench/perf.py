@@ -5,7 +5,7 @@
                          [--latency-seconds 60] [--rate 2000] [--idle-accounts 100000]
                          [--scaling [--scaling-cap-s 300]] [--profile-s 60]
                          [--skip A,B,C,D,latency,memory]
-                         [--out bench/results/perf-<date>.json] [--keep]
+                         [--out bench/results/perf-<date>[-<HHMM>].json] [--keep]
 
 1. Publishes one seeded `warden simulate` workload (all input topics, keyed as the spec
    says, Pareto-skewed activity) ONCE, as fast as a batching producer goes, to a prefix unique
@@ -63,7 +63,7 @@ from perf_live import (
     worker_env,
     worker_topics,
 )
-from perf_report import format_table, stage, write_json
+from perf_report import format_table, results_path, stage, write_json
 
 from streams import simulate
 from streams.topics import TopicNames
@@ -415,9 +415,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "worker with this (default: WARDEN_ALIGN_MS=0; 'none' to stop)")
     parser.add_argument("--skip", type=lambda s: [x for x in s.split(",") if x], default=[],
                         help=f"comma-separated of {','.join(STAGES)}")
-    today = time.strftime("%Y-%m-%d")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "bench" / "results" / f"perf-{today}.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/perf-<date>.json, or perf-<date>-<HHMM>.json "
+                             "when a run of the day is there already")
     parser.add_argument("--keep", action="store_true", help="keep this run's topics and Redis keys")
     parser.add_argument("--bootstrap", default=os.environ.get("WARDEN_KAFKA_BOOTSTRAP",
                                                               "127.0.0.1:9092"))
@@ -447,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nstage D profile (py-spy, {profile['samples']:,} samples), top self time:")
         for frame, pct in profile["self"][:10]:
             print(f"  {pct:5.1f}%  {frame}")
-    write_json(result, args.out)
-    print(f"\nwrote {args.out}")
+    out = args.out or results_path(REPO / "bench" / "results", time.localtime())
+    write_json(result, out)
+    print(f"\nwrote {out}")
     return 1 if result.get("error") else 0
 
 

@@ -13,6 +13,7 @@ stage hit its time cap and the rate is over what it processed by then.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,21 @@ def format_table(result: dict[str, Any]) -> str:
         verdict = "n/a" if met is None else ("met" if met else "NOT met")
         lines.append(f"  {name:<48} {verdict:<8} {value}")
     return "\n".join(lines)
+
+
+def results_path(directory: Path, when: time.struct_time) -> Path:
+    """Where a run's JSON goes by default: perf-<date>.json, or with the time when an earlier
+    run of the day wrote that already (a later run must not overwrite what it is compared
+    with; two runs on 2026-12-07 did)."""
+    day = time.strftime("%Y-%m-%d", when)
+    path = directory / f"perf-{day}.json"
+    if not path.exists():
+        return path
+    stamp = time.strftime("%Y-%m-%d-%H%M", when)
+    path, n = directory / f"perf-{stamp}.json", 2
+    while path.exists():
+        path, n = directory / f"perf-{stamp}-{n}.json", n + 1
+    return path
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

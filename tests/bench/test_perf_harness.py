@@ -179,3 +179,16 @@ def test_each_expected_decision_names_its_cause():
     assert expected and {cause for *_, cause in expected} == {"friend-adds/friend_add_burst"}
     summary = latency.by_cause([("a/x", 5.0), ("b/y", 1.0), ("b/y", 3.0)])
     assert list(summary) == ["b/y", "a/x"] and summary["b/y"]["samples"] == 2
+
+
+def test_a_later_run_of_the_same_day_does_not_overwrite_the_earlier_json(tmp_path):
+    import time
+
+    morning = time.strptime("2026-12-07 06:13", "%Y-%m-%d %H:%M")
+    first = report.results_path(tmp_path, morning)
+    assert first.name == "perf-2026-12-07.json"
+    first.write_text("{}")
+    second = report.results_path(tmp_path, morning)
+    assert second.name == "perf-2026-12-07-0613.json"
+    second.write_text("{}")
+    assert report.results_path(tmp_path, morning).name == "perf-2026-12-07-0613-2.json"
