@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import orjson
 import pytest
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "perf_report.py"
-_spec = importlib.util.spec_from_file_location("bench_perf_report", _PATH)
-assert _spec is not None and _spec.loader is not None
-report = importlib.util.module_from_spec(_spec)
-sys.modules["bench_perf_report"] = report
-_spec.loader.exec_module(report)
+report = load_bench("perf_report")
 
 
 def result(**rates: float) -> dict:
@@ -148,21 +142,8 @@ def test_two_workers_are_compared_with_one_over_the_same_first_seconds():
     assert report.ratios(r)["D2/D same window"] == 1.5
 
 
-def bench_module(name: str):
-    """bench/<name>.py, imported as the harness runs it (its siblings importable)."""
-    sys.path.insert(0, str(_PATH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", _PATH.parent / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(_PATH.parent))
-
-
 def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, tmp_path):
-    perf = bench_module("perf")
+    perf = load_bench("perf")
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(SystemExit) as stopped:
         perf.parse_args(["--profile-s", "10"])
@@ -171,7 +152,7 @@ def test_profile_without_py_spy_is_refused_before_anything_starts(monkeypatch, t
 
 
 def test_each_expected_decision_names_its_cause():
-    latency = bench_module("perf_latency")
+    latency = load_bench("perf_latency")
     t0 = 1_767_225_600_000
     inputs = [("friend-adds", {"event_id": f"fa{i}", "ts": t0 + i * 1000, "account_id": "m",
                                "friend_id": f"f{i}"}) for i in range(31)]

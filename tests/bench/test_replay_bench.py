@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import orjson
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "replay_throughput.py"
-_spec = importlib.util.spec_from_file_location("bench_replay_throughput", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_replay_throughput"] = bench
-_spec.loader.exec_module(bench)
+bench = load_bench("replay_throughput")
 
 
 def test_bench_generates_a_workload_replays_it_and_reports_memory_per_account(tmp_path, capsys):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "score.py"
-_spec = importlib.util.spec_from_file_location("bench_score", _PATH)
-assert _spec is not None and _spec.loader is not None
-score_mod = importlib.util.module_from_spec(_spec)
-sys.modules["bench_score"] = score_mod
-_spec.loader.exec_module(score_mod)
+score_mod = load_bench("score")
 
 
 def _decision(account: str, seq: int, type_: str, triggers: list[str], reason: str | None = None,

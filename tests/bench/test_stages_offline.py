@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import orjson
 
 from detectors.config import load_policy
 from detectors.engine import Engine
 from detectors.events import Rejected, decode_object
 from streams import simulate
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "stages_offline.py"
-_spec = importlib.util.spec_from_file_location("bench_stages_offline", _PATH)
-assert _spec is not None and _spec.loader is not None
-offline = importlib.util.module_from_spec(_spec)
-sys.modules["bench_stages_offline"] = offline
-_spec.loader.exec_module(offline)
+offline = load_bench("stages_offline")
 
 
 def test_the_driver_drains_a_backlog_into_exactly_replays_decisions():

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 from detectors import codec
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "values.py"
-_spec = importlib.util.spec_from_file_location("bench_values", _PATH)
-assert _spec is not None and _spec.loader is not None
-values = importlib.util.module_from_spec(_spec)
-sys.modules["bench_values"] = values
-_spec.loader.exec_module(values)
+values = load_bench("values")
 
 
 def fields_of(value):
