@@ -238,8 +238,11 @@ class Warden:
             """Bounded memory: expire windows, idle accounts, old dedupe ids and device entries."""
             if not self.recovered:
                 return
-            await self.commit(self.account_stage.sweep())
-            await self.commit(self.device_stage.sweep(partitions=self.settings.partitions))
+            await self.commit(self.account_stage.sweep(
+                assigned=self._assigned_account_partitions()))
+            await self.commit(self.device_stage.sweep(
+                partitions=self.settings.partitions,
+                assigned=self._assigned_device_partitions()))
 
         @app.timer(interval=5.0, on_leader=True)
         async def active_gauge() -> None:

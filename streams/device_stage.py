@@ -405,9 +405,12 @@ class DeviceStage:
             batch.outputs.append(Output(self.account_inbox, match.account_id.encode(),
                                         codec.encode_message(match)))
 
-    def sweep(self, *, partitions: int, limit: int = 5000) -> Batch:
-        """Forget accounts on devices past the device horizon; drop empty devices."""
+    def sweep(self, *, partitions: int, assigned: Iterable[int] | None = None,
+              limit: int = 5000) -> Batch:
+        """Forget accounts on devices past the device horizon; drop empty devices. Only the
+        `assigned` partitions' devices (None: all): see `AccountStage.sweep`."""
         batch = Batch()
+        owned = None if assigned is None else set(assigned)
         now = max(self.clocks.values(), default=0)
         if not now:
             return batch
@@ -415,12 +418,13 @@ class DeviceStage:
         start = self._cursor % max(len(keys), 1)
         for key in keys[start:start + limit]:
             raw = self.devices.get(key)
-            if raw is None:
+            partition = partition_of(key, partitions)
+            if raw is None or (owned is not None and partition not in owned):
                 continue
             state = codec.decode_device(raw)
             kept = device.expire(state, now_ms=now, policy=self.policy)
             if kept is not state:
                 value = None if device.is_empty(kept) else codec.encode_device(kept)
-                batch.writes[("devices", key)] = (partition_of(key, partitions), value)
+                batch.writes[("devices", key)] = (partition, value)
         self._cursor = start + limit if start + limit < len(keys) else 0
         return batch

@@ -484,18 +484,25 @@ class AccountStage:
             heap = self._lifts[partition]
         return heap
 
-    def sweep(self, *, limit: int = 5000) -> Batch:
+    def sweep(self, *, assigned: Iterable[int] | None = None, limit: int = 5000) -> Batch:
         """Expire state past every horizon, a slice per call (SPEC: bounded state).
 
         Windows and histories are pruned against the partition clock; accounts
         with nothing left are dropped, and `seen` ids older than the dedupe
         horizon are forgotten. Runs between batches; a batch that read a key
         before the sweep simply writes its newer version over the pruned one.
+
+        Only `assigned` partitions' records are swept (None: all). Faust's memory store
+        forgets a revoked partition's keys only if it recovered them from the changelog,
+        so a worker keeps the records it wrote itself of the partitions it lost; sweeping
+        those would write this worker's stale copies into another owner's changelog,
+        where its next recovery would read them as the newest.
         """
         batch = Batch()
         policy = self.policy
         horizon = policy.state.dedupe_horizon_ms
-        clocks = {p: self.clock(p) for p in range(self.partitions)}
+        clocks = {p: self.clock(p)
+                  for p in (range(self.partitions) if assigned is None else assigned)}
         for key in self._slice("accounts", self.accounts, limit):
             raw = self.accounts.get(key)
             if raw is None:

@@ -679,3 +679,25 @@ def test_a_batch_asks_the_consumer_for_each_highwater_once_and_the_next_batch_as
         {**events[0], "event_id": "later", "ts": T0 + 100}))])
     assert len(asked) > first  # a new batch reads them afresh
     assert bus.account.stalled([0], after_ms=0) == [] and len(asked) > first + 1  # so do timers
+
+
+def test_a_sweep_leaves_the_records_of_partitions_this_worker_no_longer_owns():
+    """Faust's memory store keeps the keys a worker wrote itself after their partition moved
+    to another worker: sweeping them would write stale copies into the new owner's
+    changelog, to be read as the newest at its next recovery."""
+    bus = Bus()
+    accounts = [f"acct-{i}" for i in range(12)]
+    for i, account in enumerate(accounts):
+        bus.feed("friend-adds", {"event_id": f"e{i}", "ts": T0, "account_id": account,
+                                 "friend_id": "x", "device_id": f"dev-{i}"})
+    for partition in range(PARTITIONS):  # every clock moves 8 days on: all can be swept
+        bus.commit(bus.account.process([bus.record(NAMES.account_inbox, None,
+                                                   encode_tick(T0 + 8 * 86_400_000), partition)]))
+    bus.device.clocks = {p: T0 + 400 * 86_400_000 for p in range(PARTITIONS)}  # past the horizon
+    owned = [0]
+    swept = bus.account.sweep(assigned=owned, limit=100)
+    assert swept.writes and {p for p, _ in swept.writes.values()} == {0}
+    assert bus.account.sweep(limit=100).writes.keys() > swept.writes.keys()  # (all, unowned)
+    devices = bus.device.sweep(partitions=PARTITIONS, assigned=owned, limit=100)
+    assert devices.writes and {p for p, _ in devices.writes.values()} == {0}
+    assert len(bus.device.sweep(partitions=PARTITIONS, limit=100).writes) > len(devices.writes)
