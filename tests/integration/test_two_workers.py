@@ -19,7 +19,7 @@ Accounts with cross-key triggers can still differ after a backlog (README "Time,
 and delivery"): 2 of 194 in the run that set the bound below.
 
 Known gap, not fixed yet (README "Reliability", found 2026-12-07 in the third session): in
-about one run in five on that day's slow machine, one account WITHOUT cross-key triggers
+about one run in six on that day's slow machine, one account WITHOUT cross-key triggers
 decides unlike replay, an input's effect missing after the rebalance (acct-000778: its
 second emulator signal gave no `extended`). It happened with the code before that
 session's changes too (19f48ac: 1 run of 4). Until it is fixed that one check reports the
