@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from detectors.values import fast_init
 
 DECISION_TYPES = (

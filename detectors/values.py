@@ -50,7 +50,7 @@ def fast_init(cls: type[T]) -> type[T]:
     assert cls.__dataclass_params__.frozen and "__slots__" in cls.__dict__, cls  # type: ignore[attr-defined]
     assert not hasattr(cls, "__post_init__"), cls
     namespace: dict[str, Any] = {}
-    args, body = [], []
+    args, body, defaulted = [], [], []
     for f in fields(cls):  # type: ignore[arg-type]
         assert f.init and not f.kw_only, (cls, f.name)
         namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
@@ -60,12 +60,13 @@ def fast_init(cls: type[T]) -> type[T]:
                         f"        {f.name} = _factory_{f.name}()\n")
         if f.default is not MISSING or f.default_factory is not MISSING:
             args.append(f"{f.name}=_default_{f.name}")
+            defaulted.append(f.name)
         else:
             args.append(f.name)
         body.append(f"    _set_{f.name}(self, {f.name})\n")
-    defaults = generated.__defaults__ or ()
-    with_default = [a.split("=")[0] for a in args if "=" in a]
-    namespace.update({f"_default_{name}": value for name, value in zip(with_default, defaults, strict=True)})
+    # the generated defaults, in order (a default factory's is dataclasses' marker)
+    namespace.update({f"_default_{name}": value
+                      for name, value in zip(defaulted, generated.__defaults__ or (), strict=True)})
     source = f"def __init__(self, {', '.join(args)}):\n{''.join(body) or '    pass'}\n"
     exec(source, namespace)  # unrolled, as dataclasses generate __init__
     init = namespace["__init__"]
