@@ -123,6 +123,10 @@ class Warden:
         self.paused: set[int] = self.account_stage.paused
         self._held_back: set[TP] = set()  # input topic-partitions `_pace_inputs` paused
         self._changelog_sent: list[Any] = []  # changelog writes not awaited yet (`commit`)
+        # held by whatever reads a stage's tables and writes them back after awaits: its
+        # batches and its sweeps (`sweep`)
+        self.account_state = asyncio.Lock()
+        self.device_state = asyncio.Lock()
         self._commits = 0  # batches committed: work done, for `heap_trim`
         self.heap_trim = HeapTrim()
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
@@ -166,14 +170,13 @@ class Warden:
                 records = _records(messages)
                 if records:  # (none: held inputs' wait ended, `next_batch_s`)
                     self.metrics.batch_size.observe(len(records))
-                await self.commit(self.account_stage.process(records))
-                self.account_stage.batch_written()  # (inputs it applied may be committed)
+                await self.handle_account_batch(records)
                 await self._pace_inputs()
 
         @app.agent(self.device_source, name="device-stage")
         async def device_stage(stream: Any) -> None:
             async for messages in self._batches(stream, self.device_sink, BATCH_MAX):
-                await self.commit(self.device_stage.process(_records(messages)))
+                await self.handle_device_batch(_records(messages))
                 self._gauge_held()
 
         @app.agent(self.decision_source, name="projector")
@@ -236,13 +239,7 @@ class Warden:
         @app.timer(interval=self.settings.sweep_interval_s, on_leader=False)
         async def sweep_state() -> None:
             """Bounded memory: expire windows, idle accounts, old dedupe ids and device entries."""
-            if not self.recovered:
-                return
-            await self.commit(self.account_stage.sweep(
-                assigned=self._assigned_account_partitions()))
-            await self.commit(self.device_stage.sweep(
-                partitions=self.settings.partitions,
-                assigned=self._assigned_device_partitions()))
+            await self.sweep()
 
         @app.timer(interval=5.0, on_leader=True)
         async def active_gauge() -> None:
@@ -254,6 +251,11 @@ class Warden:
 
         @app.on_partitions_revoked.connect  # type: ignore[misc]
         async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+            # a sweep under way finishes its writes before the partitions change hands
+            # (Faust waited for the batches: `Consumer.wait_empty`), and they are flushed
+            async with self.account_state, self.device_state:
+                pass
+            await self.app.producer.flush()
             self.account_stage.forget_partitions(range(self.settings.partitions))
             self.device_stage.forget_partitions(range(self.settings.partitions))
             self.paused.clear()  # Faust resumes every stream partition after a rebalance
@@ -271,6 +273,31 @@ class Warden:
             self.account_stage.reset_commit_floors()
             self.device_stage.forget_partitions(range(self.settings.partitions))
             await self._seed_positions(args[0] if args else kwargs.get("assigned", ()))
+
+    async def handle_account_batch(self, records: list[Record]) -> None:
+        """Apply a batch of the account stage and write its outputs and state."""
+        async with self.account_state:
+            await self.commit(self.account_stage.process(records))
+            self.account_stage.batch_written()  # (inputs it applied may be committed)
+
+    async def handle_device_batch(self, records: list[Record]) -> None:
+        async with self.device_state:
+            await self.commit(self.device_stage.process(records))
+
+    async def sweep(self) -> None:
+        """Expire both stages' state (a timer's work). Each sweep holds its stage's state
+        lock, as its batches do: a sweep reads records and writes their pruned copies
+        after awaits (`commit`), and a batch written in between would be overwritten
+        by a copy from before it, its inputs' effects lost."""
+        async with self.account_state:
+            if self.recovered:  # (checked again once the batch under way is written)
+                await self.commit(self.account_stage.sweep(
+                    assigned=self._assigned_account_partitions()))
+        async with self.device_state:
+            if self.recovered:
+                await self.commit(self.device_stage.sweep(
+                    partitions=self.settings.partitions,
+                    assigned=self._assigned_device_partitions()))
 
     async def _pace_inputs(self) -> None:
         """Back-pressure on the input topics, after each batch of the account stage.
