@@ -32,6 +32,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:  # (also NaN)
+        raise SettingsError(f"{name} must be > 0, got {raw}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -119,6 +132,7 @@ class Settings:
             "stall_s": _int(env, "WARDEN_STALL_S", cls.stall_s, minimum=1),
             "max_in_flight": _int(env, "WARDEN_MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
             "hop_wait_ms": _int(env, "WARDEN_HOP_WAIT_MS", cls.hop_wait_ms, minimum=0),
+            "sweep_interval_s": _seconds(env, "WARDEN_SWEEP_INTERVAL_S", cls.sweep_interval_s),
             "projection_batch": _int(env, "WARDEN_PROJECTION_BATCH", cls.projection_batch, minimum=1),
             "log_level": env.get("WARDEN_LOG_LEVEL", cls.log_level),
             "data_dir": env.get("WARDEN_DATA_DIR", cls.data_dir),

@@ -36,6 +36,7 @@ EVERY_VARIABLE = {
     "WARDEN_LOG_LEVEL": "debug",
     "WARDEN_DATA_DIR": "/var/lib/warden",
     "WARDEN_HOP_WAIT_MS": "2500",
+    "WARDEN_SWEEP_INTERVAL_S": "2.5",
 }
 
 
@@ -61,7 +62,8 @@ def test_every_warden_variable_is_parsed():
         redis_prefix="wp", app_id="warden-eu", topic_prefix="eu.", partitions=12,
         web_port=7000, web_host="0.0.0.0", operator_token="op-token", protect_reads=True,
         policy_path="/etc/warden/policy.toml", idle_advance=False, idle_grace_ms=1500,
-        projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500)
+        projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500,
+        sweep_interval_s=2.5)
 
 
 def test_derived_names_carry_the_prefixes():
@@ -95,6 +97,9 @@ def test_a_sasl_protocol_defaults_to_plain_and_requires_a_username():
     ("WARDEN_PROJECTION_BATCH", "0"),
     ("WARDEN_IDLE_ADVANCE", "maybe"),
     ("WARDEN_PROTECT_READS", "2"),
+    ("WARDEN_SWEEP_INTERVAL_S", "0"),
+    ("WARDEN_SWEEP_INTERVAL_S", "nan"),
+    ("WARDEN_SWEEP_INTERVAL_S", "soon"),
 ])
 def test_an_invalid_value_raises_an_error_naming_the_variable(variable, value):
     env = {"WARDEN_KAFKA_SASL_USERNAME": "svc", variable: value}
