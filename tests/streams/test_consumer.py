@@ -1,6 +1,7 @@
 """The committable offset (streams/consumer.py): never past a record not yet handled."""
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 from weakref import WeakSet
 
@@ -88,6 +89,36 @@ def test_a_floor_at_or_below_the_committed_offset_commits_nothing():
     tp = TP("friend-adds", 0)
     assert consumer_with_acks(tp, 10, [10, 11], floor=10)._new_offset(tp) is None
     assert consumer_with_acks(tp, 10, [10, 11], floor=20)._new_offset(tp) == 12
+
+
+def test_what_the_batches_under_way_acked_past_the_revocations_commit_is_forgotten(
+        monkeypatch):
+    """Faust forgets a revoked partition's acks, then waits for the batch under way, which
+    acks its records (an input it held for alignment at 12 among them), and commits up to
+    the floor. The assignment then resets the floors (the partition is read again from
+    the committed offset): a commit during recovery must not walk through 12..14."""
+    tp = TP("room-creations", 2)
+    consumer = consumer_with_acks(tp, 10, [10, 11], floor=None)
+    consumer._committed_offset = defaultdict(lambda: None, consumer._committed_offset)
+    floors = {tp: 12}
+    consumer.commit_floor = floors.get
+
+    async def fausts_revocation(self, revoked):
+        for t in revoked:  # (faust's Consumer.on_partitions_revoked)
+            self._acked.pop(t, None)
+            self._acked_index.pop(t, None)
+            self._committed_offset.pop(t, None)
+        self._acked[tp], self._acked_index[tp] = [12, 13, 14], {12, 13, 14}  # the batch's
+        assert self._new_offset(tp) == 12  # the commit in `wait_empty`
+        self._committed_offset[tp] = 12
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", fausts_revocation)
+    asyncio.run(consumer.on_partitions_revoked({tp}))
+    floors.clear()  # the assignment: `AccountStage.reset_commit_floors`
+    consumer._acked.setdefault(tp, [])  # (faust's are defaultdicts)
+    consumer._acked_index.setdefault(tp, set())
+    consumer._gap.setdefault(tp, IntervalTree())
+    assert consumer._new_offset(tp) is None  # 12 is read again from the committed offset
 
 
 # --- records fetched before a seek are not handed out ------------------------------------
