@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,29 +19,28 @@ class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _number(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], Any],
+            what: str) -> Any:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        return parse(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    value: int = _number(env, name, default, int, "an integer")
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    value: float = _number(env, name, default, float, "a number of seconds")
     if not value > 0:  # (also NaN)
-        raise SettingsError(f"{name} must be > 0, got {raw}")
+        raise SettingsError(f"{name} must be > 0, got {value}")
     return value
 
 
