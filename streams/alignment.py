@@ -11,8 +11,12 @@ partition, until every input topic has delivered something at least as late
 time (a quiet topic must not hold the others back for long), and leaves in
 (ts, arrival) order. A topic with a known backlog (its highwater is past what
 reached the stage: after downtime or under lag) is not quiet but late, so
-the input waits for it up to `backlog_wait_ms` instead (Kafka Streams: an
-empty partition with known lag is waited for).
+the input waits for it while it keeps delivering, and up to `backlog_wait_ms`
+after its last delivery (Kafka Streams: an empty partition with known lag is
+waited for). Counted from the input's arrival instead, a sparse topic's input
+fetched at the start of a long backlog left as soon as it was the earliest,
+10 s in, hours of event time ahead of the dense topics still catching up (an
+appeal decided before an earlier extension, tests/integration/test_two_workers.py).
 
 A held input lives only in memory; what makes it safe is the offset commit.
 The worker commits no input topic-partition past the earliest input it holds,
@@ -67,6 +71,7 @@ class InputAlignment:
         self.pause_held, self.pause_bytes = pause_held, pause_bytes
         self._bytes: dict[int, int] = {}  # held keys and values per partition
         self.newest: dict[tuple[str, int], int] = {}  # newest ts received, per topic-partition
+        self.delivered: dict[tuple[str, int], int] = {}  # wall time of the last input received
         # per partition: [ts, arrival, wall_in, Record, decoded event or None (restored)]
         self._heaps: dict[int, list[list[Any]]] = {}
         self._arrivals = 0
@@ -107,6 +112,7 @@ class InputAlignment:
             for topic in self.inputs:
                 self.newest.pop((topic, partition), None)
                 self.received.pop((topic, partition), None)
+                self.delivered.pop((topic, partition), None)
 
     def reset_floors(self) -> None:
         """After an assignment: every partition is read again from its committed offset."""
@@ -122,7 +128,8 @@ class InputAlignment:
         key = (rec.topic, rec.partition)
         self.newest[key] = max(ts, self.newest.get(key, ts))
         self.received[key] = max(rec.offset, self.received.get(key, -1))
-        heapq.heappush(heap, [ts, self._arrivals, self.wall_ms(), rec, event])
+        now = self.delivered[key] = self.wall_ms()
+        heapq.heappush(heap, [ts, self._arrivals, now, rec, event])
         self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(rec)
         counts = self._unsettled.setdefault(key, {})
         if rec.offset not in counts:
@@ -175,44 +182,45 @@ class InputAlignment:
             heapq.heappop(floors)
         return floors[0] if floors else None
 
-    def _head_wait(self, heap: list[list[Any]], partition: int) -> int:
-        """How long the partition's earliest held input waits in all (0: it may leave now)."""
+    def _leaves_at(self, heap: list[list[Any]], partition: int) -> tuple[int, bool]:
+        """The wall time the partition's earliest held input may leave at, and whether a
+        wait limit (not every topic passing it) lets it go then."""
+        ts, _arrival, wall_in = heap[0][:3]
         if self.align_ms <= 0 or len(heap) > self.cap or self._bytes[partition] > self.max_bytes:
-            return 0
-        return self._wait_limit(heap[0][0], partition)
-
-    def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
-        limit = self._head_wait(heap, partition)
-        if now - heap[0][2] >= limit:
-            self.timed_out += limit > 0
-            return True
-        return False
-
-    def _wait_limit(self, ts: int, partition: int) -> int:
-        """How long an input at `ts` may wait: 0 once every topic passed it, `align_ms` for a
-        quiet topic, `backlog_wait_ms` for a topic known to have records not received yet."""
-        limit = 0
+            return wall_in, False
+        leaves_at, waits = wall_in, False
         for topic in self.inputs:
             key = (topic, partition)
             if self.newest.get(key, -1) >= ts:
                 continue
+            waits = True
             end = self.highwater(topic, partition)
-            backlog = end is not None and end > self.received.get(key, -1) + 1
-            limit = max(limit, self.backlog_wait_ms if backlog else self.align_ms)
-        return limit
+            if end is not None and end > self.received.get(key, -1) + 1:  # late, not quiet
+                since = max(wall_in, self.delivered.get(key, wall_in))
+                leaves_at = max(leaves_at, since + self.backlog_wait_ms)
+            else:
+                leaves_at = max(leaves_at, wall_in + self.align_ms)
+        return leaves_at, waits
+
+    def _may_leave(self, heap: list[list[Any]], partition: int, now: int) -> bool:
+        leaves_at, waits = self._leaves_at(heap, partition)
+        if now >= leaves_at:
+            self.timed_out += waits
+            return True
+        return False
 
     def due_partitions(self) -> list[int]:
         """Partitions (of those in memory) whose earliest held input may leave now."""
         now = self.wall_ms()
         return [p for p, heap in self._heaps.items()
-                if heap and now - heap[0][2] >= self._head_wait(heap, p)]
+                if heap and now >= self._leaves_at(heap, p)[0]]
 
     def next_due_ms(self) -> int | None:
         """Wall-clock ms until the earliest held input in memory may leave (0: now), or None
         when nothing is held: the stage's batch loop wakes then, with or without a record of
         its partition (a tick through Kafka cost one more round trip: issue #5)."""
         now = self.wall_ms()
-        return min((max(0, heap[0][2] + self._head_wait(heap, p) - now)
+        return min((max(0, self._leaves_at(heap, p)[0] - now)
                     for p, heap in self._heaps.items() if heap), default=None)
 
     def topics_ahead(self, partition: int) -> tuple[str, ...]:
@@ -253,7 +261,7 @@ class InputAlignment:
         now = self.wall_ms()
         due = [p for p in partitions
                if (heap := self.heap(p))
-               and now - heap[0][2] >= self._wait_limit(heap[0][0], p)
+               and now >= self._leaves_at(heap, p)[0]
                and now - self._ticked.get(p, -self.align_ms) >= self.align_ms]
         for p in due:
             self._ticked[p] = now  # one tick per wait: the tick is already on its way

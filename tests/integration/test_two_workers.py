@@ -55,8 +55,12 @@ JOIN_WITHIN_S = 45  # the group's session timeout is Faust's 60 s: an evicted wo
 
 
 def handled(worker) -> float:  # type: ignore[no-untyped-def]
+    return counted(worker, "warden_events_total")
+
+
+def counted(worker, metric: str) -> float:  # type: ignore[no-untyped-def]
     try:
-        return sum(metric_samples(metrics_text(worker), "warden_events_total").values())
+        return sum(metric_samples(metrics_text(worker), metric).values())
     except OSError:
         return 0.0
 
@@ -95,6 +99,11 @@ def test_a_worker_joining_mid_backlog_takes_its_share_and_nothing_is_decided_dif
             second.dump_tasks()
             raise AssertionError(f"{exc}; not committed yet: {LAST_LAG}") from exc
         assert handled(second) > 0.1 * len(workload), "the second worker took a share"
+        for name, worker in (("first", first), ("second", second)):
+            print(f"{name} worker: {counted(worker, 'warden_inputs_out_of_order_total'):,.0f} "
+                  f"inputs out of event-time order, "
+                  f"{counted(worker, 'warden_alignment_timeouts_total'):,.0f} alignment waits "
+                  "ran out")
         for worker in (first, second):  # both leave at once: neither is stopped mid-rebalance
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.proc.pid, signal.SIGTERM)

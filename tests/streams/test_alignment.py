@@ -116,6 +116,33 @@ def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
     assert released_times(align) == [30]
 
 
+def test_a_late_topic_is_waited_for_while_it_delivers_and_backlog_wait_ms_after_that():
+    """A sparse topic's input fetched at the start of a long backlog is the earliest held
+    only once the dense topic has caught up with everything before it, long after it came.
+    Counted from its arrival it then left at once, hours of event time ahead of the dense
+    topic (tests/integration/test_two_workers.py: an appeal decided before an earlier
+    extension). Counted from the late topic's last delivery, it waits for it."""
+    wall = Wall()
+    ends = {("device-signals", 0): 1_000}
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall,
+                           highwater=lambda t, p: ends.get((t, p)), backlog_wait_ms=5_000)
+    for topic in INPUTS:  # every other topic is past the appeal
+        if topic not in ("moderation-commands", "device-signals"):
+            align.hold(9_000, rec(topic, 0, 9_000), "event")
+    align.hold(500, rec("moderation-commands", 0, 500), "event")  # the appeal, fetched first
+    for offset in range(0, 400, 20):  # the device signals keep coming, all before it
+        wall.now += 1_000
+        align.hold(offset, rec("device-signals", offset, offset), "event")
+        assert 500 not in released_times(align)
+        assert align.next_due_ms() == 5_000  # (none of the others may leave either)
+    wall.now += 4_999  # the device signals stopped coming, still short of the appeal
+    assert released_times(align) == []
+    wall.now += 1
+    # a topic that stalls holds nothing for ever (the later inputs waited for it too)
+    assert released_times(align) == [500, 9_000, 9_000, 9_000]
+    assert align.timed_out == 4
+
+
 def test_zero_align_ms_releases_everything_at_once():
     align = InputAlignment(inputs=INPUTS, align_ms=0, load=lambda p: [], wall_ms=Wall())
     align.hold(20, rec("friend-adds", 0, 20), "event")
