@@ -489,8 +489,9 @@ class AccountStage:
 
         Windows and histories are pruned against the partition clock; accounts
         with nothing left are dropped, and `seen` ids older than the dedupe
-        horizon are forgotten. Runs between batches; a batch that read a key
-        before the sweep simply writes its newer version over the pruned one.
+        horizon are forgotten. Runs between batches, never during one: the worker
+        holds the stage's state lock for both (`Warden.sweep`), since the pruned
+        copies are written after awaits and would overwrite a batch written meanwhile.
 
         Only `assigned` partitions' records are swept (None: all). Faust's memory store
         forgets a revoked partition's keys only if it recovered them from the changelog,
