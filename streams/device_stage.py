@@ -14,8 +14,15 @@ watermarks of Flink and Kafka Streams, over one internal hop). A use also
 waits while another account of its device may still change status at an
 older time (`pend` notices: an input of that account awaiting its reply, or
 a lift `ban_evasion` reads); other devices do not wait for it. A request
-waits at most `hop_wait_ms` of wall time, so a partition that stopped
-announcing (its worker gone) delays the others but cannot stop them.
+waits at most `hop_wait_ms` of wall time for a partition that stopped
+announcing (its worker gone), so it delays the others but cannot stop them;
+a partition whose frontier keeps moving is draining a backlog, not gone, and
+is waited for while it moves, up to `hop_wait_ms` after it last moved (as the
+input alignment waits for a topic with a known backlog, streams/alignment.py).
+Counted from the request's arrival only, a worker that had finished its own
+backlog applied 3,228 requests after 10 s each while another worker's
+partition, moving but a day of event time behind, could still send older
+ones (tests/integration/test_two_workers.py).
 
 Waiting requests and pending notices are kept in the `device-held` table,
 written with the batch that holds them and deleted with the one that applies
@@ -167,6 +174,8 @@ class DeviceStage:
         self.device_inbox = names.device_inbox
         # device partition -> account partition -> its last frontier (UNBOUNDED for None)
         self.heard: dict[int, dict[int, int]] = {}
+        # device partition -> account partition -> wall time its frontier last changed
+        self.moved: dict[int, dict[int, int]] = {}
         # device partition -> device id -> held requests (see `_hold`)
         self._queues: dict[int, dict[str, list[list[Any]]]] = {}
         self._heads: dict[int, _Heads] = {}  # device partition -> its queues' heads
@@ -190,8 +199,11 @@ class DeviceStage:
             if value.startswith(b'["mark"'):
                 mark = orjson.loads(value)
                 if fresh(mark, self.generation):
-                    self.heard.setdefault(rec.partition, {})[mark[1]] = (
-                        UNBOUNDED if mark[2] is None else mark[2])
+                    heard = self.heard.setdefault(rec.partition, {})
+                    frontier = UNBOUNDED if mark[2] is None else mark[2]
+                    if heard.get(mark[1]) != frontier:
+                        heard[mark[1]] = frontier
+                        self.moved.setdefault(rec.partition, {})[mark[1]] = self.wall_ms()
                 continue
             if value.startswith(b'["tick"'):
                 continue  # (the partition is touched: `_release` runs for it)
@@ -261,6 +273,16 @@ class DeviceStage:
         marks = self.heard.get(partition, {})
         return min(marks.get(p, UNKNOWN) for p in range(self.partitions))
 
+    def moving_mark(self, partition: int, now: int) -> int:
+        """Lowest frontier over the account partitions whose frontier moved in the last
+        `hop_wait_ms` (UNBOUNDED: none did): a request later than it waits past `hop_wait_ms`
+        for a partition still draining toward it; one the stopped partitions alone hold
+        back leaves after `hop_wait_ms`."""
+        marks, moved = self.heard.get(partition, {}), self.moved.get(partition, {})
+        since = now - self.hop_wait_ms
+        return min((marks[p] for p, at in moved.items() if at > since and p in marks),
+                   default=UNBOUNDED)
+
     def waiting(self) -> dict[int, int]:
         """Requests held per device partition (for the gauge)."""
         return {p: self._heads[p].held for p in self._queues}
@@ -275,6 +297,7 @@ class DeviceStage:
                 del self.pending[device_id]  # reloaded with the queues
             self._dmarks_sent.pop(partition, None)
             self.heard.pop(partition, None)  # the account partitions announce again
+            self.moved.pop(partition, None)
 
     # --- the merge ----------------------------------------------------------------------
     def _queues_of(self, partition: int) -> dict[str, list[list[Any]]]:
@@ -358,14 +381,14 @@ class DeviceStage:
         for partition in partitions:
             queues = self._queues_of(partition)
             heads = self._heads[partition]
-            low = self.low_mark(partition)
+            low, moving = self.low_mark(partition), self.moving_mark(partition, now)
             # only devices whose head may leave: at or before `low`, or waited too long
             for device_id in heads.due(queues, low, now - self.hop_wait_ms):
                 queue = queues[device_id]
                 while queue:
                     entry = queue[0]
                     if self._waits(entry, low):
-                        if now - entry[3] < self.hop_wait_ms:
+                        if now - entry[3] < self.hop_wait_ms or entry[0] > moving:
                             break
                         self.timed_out += 1
                     heapq.heappop(queue)

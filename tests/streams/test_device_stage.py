@@ -116,6 +116,45 @@ def test_a_partition_that_stopped_announcing_delays_requests_by_hop_wait_ms_only
     assert dev.applied == [(A0, T0)] and dev.stage.timed_out == 1
 
 
+def test_a_partition_whose_frontier_keeps_moving_is_waited_for_past_hop_wait_ms():
+    """It is draining a backlog, not gone: in the two-worker test, one worker had finished
+    its own partitions while the other's partition 2 was still a day of event time
+    behind, and applying its requests after 10 s each broke replay's order."""
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0))       # partition 1 is behind
+    dev.feed(use(A0, T0 + 50))
+    dev.wall += 6_000
+    dev.feed(mark(1, T0 + 10))                 # ...and draining
+    dev.wall += 6_000                          # 12 s since the request came in, 6 s since it moved
+    dev.feed(*(t.value for t in dev.stage.due_ticks([0])))
+    assert dev.applied == []
+    dev.feed(use(A1, T0 + 40), mark(1, T0 + 60))
+    assert dev.applied == [(A1, T0 + 40), (A0, T0 + 50)] and dev.stage.timed_out == 0
+
+
+def test_a_partition_that_stops_moving_delays_requests_by_hop_wait_ms_after_its_last_move():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0))
+    dev.feed(use(A0, T0 + 50))
+    dev.wall += 6_000
+    dev.feed(mark(1, T0 + 10))                 # its last move
+    dev.wall += 9_999
+    dev.feed(*(t.value for t in dev.stage.due_ticks([0])))
+    assert dev.applied == []
+    dev.wall += 1
+    dev.feed(*(t.value for t in dev.stage.due_ticks([0])))
+    assert dev.applied == [(A0, T0 + 50)] and dev.stage.timed_out == 1
+
+
+def test_a_repeated_mark_is_not_a_move():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0))
+    dev.feed(use(A0, T0 + 50))
+    dev.wall += 10_000
+    dev.feed(mark(1, T0))                      # the same frontier again (e.g. a timer's batch)
+    assert dev.applied == [(A0, T0 + 50)] and dev.stage.timed_out == 1
+
+
 def test_waiting_requests_and_pending_statuses_survive_a_restart():
     dev = Device()
     dev.feed(mark(0, None), mark(1, T0), encode_pend(A1, "dev-a", T0 + 10), use(A0, T0 + 30))
