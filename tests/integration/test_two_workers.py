@@ -103,7 +103,8 @@ def test_a_worker_joining_mid_backlog_takes_its_share_and_nothing_is_decided_dif
             print(f"{name} worker: {counted(worker, 'warden_inputs_out_of_order_total'):,.0f} "
                   f"inputs out of event-time order, "
                   f"{counted(worker, 'warden_alignment_timeouts_total'):,.0f} alignment waits "
-                  "ran out")
+                  f"ran out, {counted(worker, 'warden_device_request_timeouts_total'):,.0f} "
+                  "device requests waited out WARDEN_HOP_WAIT_MS")
         for worker in (first, second):  # both leave at once: neither is stopped mid-rebalance
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.proc.pid, signal.SIGTERM)
