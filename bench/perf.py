@@ -169,6 +169,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     events = decisions = events0 = settled = settled0 = 0.0
     rss0: list[int] = []
     cpu0: list[float] = []
+    last_metrics: list[dict[str, float]] = []
     timeline: list[tuple[float, int]] = []  # (s since the first event, inputs settled since)
     profiler: subprocess.Popen[bytes] | None = None
     partial = False
@@ -180,6 +181,7 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
                 now = time.monotonic()
                 metrics = [w.metrics() for w in ws]
                 if all(metrics):  # a worker that is not answering keeps its last numbers
+                    last_metrics = metrics
                     events = sum(m.get("warden_events_total", 0.0) for m in metrics)
                     settled = sum(m.get("warden_inputs_settled_total", 0.0) for m in metrics)
                     decisions = sum(m.get("warden_decisions_total", 0.0) for m in metrics)
@@ -238,6 +240,12 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     result["cpu_us_per_event"] = round(1e6 * result["cpu_s"] / max(1, int(handled)), 1)
     result["env"] = dict(run.extra_env)
     result["timeline"] = timeline
+    # what the event-time waits did: inputs applied out of replay's order, alignment waits
+    # and device requests' hop waits that ran out
+    for field, metric in (("out_of_order", "warden_inputs_out_of_order_total"),
+                          ("align_timeouts", "warden_alignment_timeouts_total"),
+                          ("hop_timeouts", "warden_device_request_timeouts_total")):
+        result[field] = sum(m.get(metric, 0.0) for m in last_metrics)
     if crashed:
         result["crashed"] = crashed
         raise WorkerCrashed(crashed, result)

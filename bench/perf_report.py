@@ -180,6 +180,10 @@ def format_table(result: dict[str, Any]) -> str:
         if s.get("cpu_us_per_event") is not None:
             lines.append(f"  {name}: worker CPU {s['cpu_s']:,.1f} s, "
                          f"{s['cpu_us_per_event']:,.0f} us per event")
+        if s.get("hop_timeouts") is not None:
+            lines.append(f"  {name}: {s['out_of_order']:,.0f} inputs out of event-time order, "
+                         f"{s['align_timeouts']:,.0f} alignment waits and "
+                         f"{s['hop_timeouts']:,.0f} device requests' hop waits ran out")
     r = ratios(result)
     lines += ["", "ratios: " + "   ".join(f"{k} = {_num(v, '.3f')}" for k, v in r.items())]
     for phase in result.get("latency") or ():
