@@ -325,10 +325,12 @@ class Warden:
             metrics.in_flight.labels(str(partition)).set(count)
             if partition not in self.paused and count >= high:
                 self.paused.add(partition)
+                stage.alignment.stop(partition)
                 metrics.paused.labels(str(partition)).set(1)
                 metrics.pauses.inc()
             elif partition in self.paused and count <= high // 2:
                 self.paused.discard(partition)
+                stage.alignment.resume(partition)
                 metrics.paused.labels(str(partition)).set(0)
             if partition in self.paused:
                 want.update(TP(topic, partition) for topic in inputs)

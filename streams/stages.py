@@ -174,6 +174,9 @@ class AccountStage:
         # account partition's inbox; its lifts of accounts another can evade wait for the
         # lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
         self.device_marks: dict[int, dict[int, int]] = {}
+        # account partition -> device partition -> wall time its frontier last changed: a
+        # device partition still moving is waited for past `gate_wait_ms` (`moving_frontier`)
+        self.device_marks_moved: dict[int, dict[int, int]] = {}
         self.generation = 0  # the consumer group's, set by the app on each assignment
         self._gates: dict[int, dict[bytes, tuple[int, int]]] = {}
         self.gate_wait_ms = gate_wait_ms
@@ -250,7 +253,11 @@ class AccountStage:
                     newest[partition] = item[0]
             work.apply(*item[2:])
         for partition, marks in work.device_marks.items():  # only now: notices in the batch
-            self.device_marks.setdefault(partition, {}).update(marks)  # went first
+            heard = self.device_marks.setdefault(partition, {})  # went first
+            moved = self.device_marks_moved.setdefault(partition, {})
+            for q, frontier in marks.items():
+                if heard.get(q) != frontier:
+                    heard[q], moved[q] = frontier, self.wall_ms()
         partitions = sorted(partitions)
         for partition in partitions:
             work.open_gates(partition)
@@ -357,6 +364,17 @@ class AccountStage:
         notice that extends it, in tests/streams/test_crash_simulation.py)."""
         marks = self.device_marks.get(partition, {})
         return min(marks.get(q, UNKNOWN) for q in range(self.partitions))
+
+    def moving_frontier(self, partition: int, now: int) -> int:
+        """The lowest frontier over the device partitions whose frontier moved in the last
+        `gate_wait_ms`, as `partition` heard them (UNBOUNDED: none did). One still moving is
+        draining requests a backlog held back, not gone (streams/device_stage.py waits for
+        a moving account partition the same way): a lift after it waits past
+        `gate_wait_ms`, until it stops moving for that long."""
+        marks = self.device_marks.get(partition, {})
+        since = now - self.gate_wait_ms
+        return min((marks[q] for q, at in self.device_marks_moved.get(partition, {}).items()
+                    if at > since and q in marks), default=UNBOUNDED)
 
     def merge_ticks(self, assigned: Iterable[int]) -> list[Output]:
         """A tick (timer) for each partition whose frontier moved with no batch (a backlog
@@ -608,6 +626,7 @@ class AccountStage:
             self._held_loaded.pop(partition, None)
             self._marks_sent.pop(partition, None)
             self.device_marks.pop(partition, None)  # (the device partitions announce again)
+            self.device_marks_moved.pop(partition, None)
             self.in_flight.pop(partition, None)
             self.applied_ts.pop(partition, None)
         self.alignment.forget(partitions)
@@ -792,7 +811,8 @@ class _Work:
         clock passes `lift_at`. So such a lift, due now, waits (a flight slot
         with no id, first in the account's queue, so replies and inputs after it
         wait too) until every device partition's frontier has passed it
-        (`open_gates`), or `gate_wait_ms` of wall time.
+        (`open_gates`), or `gate_wait_ms` of wall time and as long since the
+        last of the device partitions holding it back moved (`moving_frontier`).
         """
         if ts is None:
             return False
@@ -822,8 +842,9 @@ class _Work:
         if not gates:
             return
         frontier, now = stage.device_frontier(partition), stage.wall_ms()
+        moving = stage.moving_frontier(partition, now)
         for key, (lift_at, since) in list(gates.items()):
-            if lift_at > frontier and now - since < stage.gate_wait_ms:
+            if lift_at > frontier and (now - since < stage.gate_wait_ms or lift_at > moving):
                 continue
             del gates[key]
             pending = self.record(key).pending

@@ -143,6 +143,29 @@ def test_a_late_topic_is_waited_for_while_it_delivers_and_backlog_wait_ms_after_
     assert align.timed_out == 4
 
 
+def test_a_backlog_the_worker_paused_for_replies_is_waited_for_until_resumed_and_after():
+    """A partition with WARDEN_MAX_IN_FLIGHT requests unanswered stops reading its input
+    topics: its backlog is silent because of the pause, not late. Its held inputs wait for
+    it through the pause, and backlog_wait_ms after the pause ends."""
+    wall = Wall()
+    ends = {("device-signals", 0): 1_000}
+    align = InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall,
+                           highwater=lambda t, p: ends.get((t, p)), backlog_wait_ms=5_000)
+    for topic in INPUTS:
+        if topic != "device-signals":
+            align.hold(9_000, rec(topic, 0, 9_000), "event")
+    align.hold(100, rec("device-signals", 0, 100), "event")
+    assert released_times(align) == [100]
+    align.stop(0)
+    wall.now += 60_000  # a long pause
+    assert released_times(align) == [] and align.due_partitions() == []
+    align.resume(0)
+    wall.now += 4_999
+    assert released_times(align) == []
+    wall.now += 1  # resumed and still silent for backlog_wait_ms
+    assert released_times(align) == [9_000] * 4 and align.timed_out == 4
+
+
 def test_zero_align_ms_releases_everything_at_once():
     align = InputAlignment(inputs=INPUTS, align_ms=0, load=lambda p: [], wall_ms=Wall())
     align.hold(20, rec("friend-adds", 0, 20), "event")

@@ -74,6 +74,19 @@ def test_a_partition_waiting_for_its_replies_stops_reading_every_input_topic(mon
     assert consumer.held == set()
 
 
+def test_inputs_held_for_alignment_wait_for_a_backlog_paused_for_replies(monkeypatch):
+    """The paused backlog is silent because of the pause: the alignment buffer does not
+    count that silence toward its backlog wait (streams/alignment.py `stop`)."""
+    warden, consumer, names = warden_on_one_partition(monkeypatch)
+    align = warden.account_stage.alignment
+    warden.account_stage.in_flight[0] = 10
+    asyncio.run(warden._pace_inputs())
+    assert align.stopped(0)
+    warden.account_stage.in_flight[0] = 5
+    asyncio.run(warden._pace_inputs())
+    assert not align.stopped(0)
+
+
 def test_nothing_is_paused_during_a_rebalance(monkeypatch):
     """Faust resumes every stream partition at its end: a pause made meanwhile would be
     undone without `_pace_inputs` knowing."""

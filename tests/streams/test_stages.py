@@ -594,6 +594,30 @@ def test_a_device_frontier_from_an_older_generation_does_not_open_a_lifts_gate()
     assert bus.decisions[-1]["type"] == "lifted" and bus.decisions[-1]["at"] == lift_at
 
 
+def test_a_lifts_gate_waits_past_gate_wait_ms_while_a_device_frontier_keeps_moving():
+    """A device partition whose frontier moves is draining requests a backlog held, and may
+    still send the `ban_evasion` notice that extends the account: the lift waits for it until
+    it stops moving for `gate_wait_ms`, not only `gate_wait_ms` from when the lift came due."""
+    bus = Bus()
+    wall = [T0]
+    bus.account.wall_ms = lambda: wall[0]
+    lift_at, partition = evaded_lift_gated_on_the_device_frontier(bus)
+    bus.account.device_marks = {}  # (heard as marks, so their moves count)
+    behind = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, T0), partition)
+              for q in range(PARTITIONS)]
+    bus.commit(bus.account.process(behind))
+    for step in range(1, 4):  # 6 s apart, each device partition a little further
+        wall[0] += 6_000
+        moved = [bus.record(NAMES.account_inbox, None, encode_device_mark(q, T0 + step), partition)
+                 for q in range(PARTITIONS)]
+        bus.commit(bus.account.process(moved))
+        assert bus.decisions[-1]["type"] == "restricted"  # 18 s since it came due: no lift
+    wall[0] += 10_000  # none moved for gate_wait_ms
+    bus.commit(bus.account.process([bus.record(NAMES.account_inbox, None, b'["tick", 0]',
+                                               partition)]))
+    assert bus.decisions[-1]["type"] == "lifted" and bus.decisions[-1]["at"] == lift_at
+
+
 def _pends(batch) -> list[list]:
     return [orjson.loads(o.value) for o in batch.outputs if o.value.startswith(b'["pend"')]
 
