@@ -244,7 +244,8 @@ async def run_warden(run: Run, prefix: str, total: int, partitions: int, *, work
     # and device requests' hop waits that ran out
     for field, metric in (("out_of_order", "warden_inputs_out_of_order_total"),
                           ("align_timeouts", "warden_alignment_timeouts_total"),
-                          ("hop_timeouts", "warden_device_request_timeouts_total")):
+                          ("hop_timeouts", "warden_device_request_timeouts_total"),
+                          ("reply_pauses", "warden_input_pauses_total")):
         result[field] = sum(m.get(metric, 0.0) for m in last_metrics)
     if crashed:
         result["crashed"] = crashed

@@ -183,7 +183,8 @@ def format_table(result: dict[str, Any]) -> str:
         if s.get("hop_timeouts") is not None:
             lines.append(f"  {name}: {s['out_of_order']:,.0f} inputs out of event-time order, "
                          f"{s['align_timeouts']:,.0f} alignment waits and "
-                         f"{s['hop_timeouts']:,.0f} device requests' hop waits ran out")
+                         f"{s['hop_timeouts']:,.0f} device requests' hop waits ran out; "
+                         f"input topics paused for replies {s.get('reply_pauses', 0):,.0f} times")
     r = ratios(result)
     lines += ["", "ratios: " + "   ".join(f"{k} = {_num(v, '.3f')}" for k, v in r.items())]
     for phase in result.get("latency") or ():

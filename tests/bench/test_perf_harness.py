@@ -121,9 +121,11 @@ def test_table_lists_stages_ratios_and_marks_a_capped_stage_partial():
 
 def test_table_says_how_many_event_time_waits_ran_out_in_a_warden_stage():
     r = result(D=1)
-    r["throughput"]["D"].update(out_of_order=3, align_timeouts=1_200, hop_timeouts=0)
+    r["throughput"]["D"].update(out_of_order=3, align_timeouts=1_200, hop_timeouts=0,
+                                reply_pauses=2)
     assert ("D: 3 inputs out of event-time order, 1,200 alignment waits and 0 device "
-            "requests' hop waits ran out") in report.format_table(r)
+            "requests' hop waits ran out; input topics paused for replies 2 times"
+            ) in report.format_table(r)
 
 
 def test_json_has_the_result_ratios_and_targets(tmp_path):
