@@ -41,11 +41,6 @@ BATCH_WITHIN_S = 0.05
 # (streams/direct.py): at 200 events/s p50 298 -> 197 ms with 5 ms, throughput unchanged;
 # at 2,000/s 5 ms rarely passes without a record, so batches ran to `within`: 1 ms
 BATCH_QUIET_S = 0.001
-# A sweep takes SWEEP_SLICES slices of SWEEP_SLICE records of each table, each under its
-# stage's state lock with the batches waiting for it in between: 5,000 records of each in
-# one piece stalled every stage once per WARDEN_SWEEP_INTERVAL_S, 252 ms against 38 ms for
-# the longest slice (bench/sweep_stall.py, 20,000 accounts)
-SWEEP_SLICE, SWEEP_SLICES = 500, 10
 
 
 class Warden:
@@ -294,27 +289,15 @@ class Warden:
         lock, as its batches do: a sweep reads records and writes their pruned copies
         after awaits (`commit`), and a batch written in between would be overwritten
         by a copy from before it, its inputs' effects lost."""
-        slices = (
-            (self.account_state, lambda: self.account_stage.sweep(
-                assigned=self._assigned_account_partitions(), limit=SWEEP_SLICE)),
-            (self.device_state, lambda: self.device_stage.sweep(
-                partitions=self.settings.partitions,
-                assigned=self._assigned_device_partitions(), limit=SWEEP_SLICE)))
-        for _ in range(SWEEP_SLICES):
-            for lock, sweep_slice in slices:
-                # the sends a commit waits for first, waited for here without the lock: each
-                # slice holding it across a round trip made a sweep of the two-worker test
-                # (every second) take 2-3.7 s, the stages waiting behind it
-                await self._changelog_acked()
-                async with lock:
-                    if not self.recovered:  # (checked again once the batch under way is written)
-                        return
-                    await self.commit(sweep_slice())
-
-    async def _changelog_acked(self) -> None:
-        """Wait for the changelog writes sent so far (`commit` waits for them first)."""
-        if self._changelog_sent:
-            await asyncio.gather(*self._changelog_sent)
+        async with self.account_state:
+            if self.recovered:  # (checked again once the batch under way is written)
+                await self.commit(self.account_stage.sweep(
+                    assigned=self._assigned_account_partitions()))
+        async with self.device_state:
+            if self.recovered:
+                await self.commit(self.device_stage.sweep(
+                    partitions=self.settings.partitions,
+                    assigned=self._assigned_device_partitions()))
 
     async def _pace_inputs(self) -> None:
         """Back-pressure on the input topics, after each batch of the account stage.
