@@ -47,6 +47,10 @@ from streams.records import Batch, Output, Record, partition_of
 from streams.topics import TopicNames
 
 HOP_WAIT_MS = 10_000
+# A use held by another account's pending status waits while that account's partition is
+# moving, but at most this many hop waits: a status that never settles (a lost notice) must
+# not hold its device's uses for ever
+PEND_WAIT_HOPS = 6
 # a frontier of None means "holds nothing back" (the partition is caught up, with nothing due)
 UNBOUNDED = 1 << 62
 UNKNOWN = -(1 << 62)  # no mark heard from the partition yet: everything waits for it
@@ -375,6 +379,20 @@ class DeviceStage:
             return any(t < ts for a, t in pending.items() if a != account_id)
         return False
 
+    def _pending_moves(self, entry: list[Any], partition: int, now: int) -> bool:
+        """Is the use held by the pending status of another account whose partition's frontier
+        moved in the last `hop_wait_ms`? That account's reply is on its way through a merge
+        still draining (its own request waits for a frontier), not lost: counted from the
+        use's arrival, 10 s let uses go ahead of the status change they waited for, and
+        `ban_evasion` decisions were missed (tests/integration/test_two_workers.py)."""
+        pending = self.pending.get(entry[5].device_id)
+        if not pending:
+            return False
+        moved, since = self.moved.get(partition, {}), now - self.hop_wait_ms
+        ts, account_id = entry[0], entry[5].account_id
+        return any(t < ts and moved.get(partition_of(a.encode(), self.partitions), since) > since
+                   for a, t in pending.items() if a != account_id)
+
     def _release(self, partitions: Iterable[int], batch: Batch) -> None:
         now = self.wall_ms()
         states: dict[bytes, tuple[int, DeviceState]] = {}
@@ -388,7 +406,10 @@ class DeviceStage:
                 while queue:
                     entry = queue[0]
                     if self._waits(entry, low):
-                        if now - entry[3] < self.hop_wait_ms or entry[0] > moving:
+                        waited = now - entry[3]
+                        if waited < self.hop_wait_ms or entry[0] > moving or (
+                                waited < PEND_WAIT_HOPS * self.hop_wait_ms
+                                and self._pending_moves(entry, partition, now)):
                             break
                         self.timed_out += 1
                     heapq.heappop(queue)

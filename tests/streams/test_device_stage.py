@@ -146,6 +146,34 @@ def test_a_partition_that_stops_moving_delays_requests_by_hop_wait_ms_after_its_
     assert dev.applied == [(A0, T0 + 50)] and dev.stage.timed_out == 1
 
 
+def test_a_use_held_by_a_pending_status_waits_while_that_accounts_partition_moves():
+    """A1's reply is on its way through a merge still draining: A0's later use of the device
+    waits for A1's status past hop_wait_ms, as long as A1's partition keeps moving (in the
+    two-worker test, uses let go after 10 s missed `ban_evasion` decisions)."""
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0 + 100), encode_pend(A1, "dev-a", T0 + 10),
+             use(A0, T0 + 30))
+    for step in range(1, 4):                   # 18 s, partition 1 moving every 6 s
+        dev.wall += 6_000
+        dev.feed(mark(1, T0 + 100 + step), *(t.value for t in dev.stage.due_ticks([0])))
+        assert dev.applied == []
+    dev.feed(encode_pend(A1, "dev-a", None))
+    assert dev.applied == [(A0, T0 + 30)] and dev.stage.timed_out == 0
+
+
+def test_a_use_held_by_a_pending_status_goes_once_that_partition_stops_moving_or_at_the_cap():
+    dev = Device()
+    dev.feed(mark(0, None), mark(1, T0), encode_pend(A1, "dev-a", T0 + 10), use(A0, T0 + 30))
+    dev.wall += 10_000                         # partition 1 has not moved since the use came
+    dev.feed(*(t.value for t in dev.stage.due_ticks([0])))
+    assert dev.applied == [(A0, T0 + 30)] and dev.stage.timed_out == 1
+    dev.feed(use(B0, T0 + 40))                 # partition 1 moves for ever, A1 never settles
+    for step in range(1, 11):
+        dev.wall += 6_000
+        dev.feed(mark(1, T0 + 100 + step), *(t.value for t in dev.stage.due_ticks([0])))
+        assert dev.applied[-1:] == ([(A0, T0 + 30)] if step < 10 else [(B0, T0 + 40)])
+
+
 def test_a_repeated_mark_is_not_a_move():
     dev = Device()
     dev.feed(mark(0, None), mark(1, T0))
