@@ -94,6 +94,22 @@ def fresh(mark: list[Any], generation: int) -> bool:
     return len(mark) > 3 and mark[3] >= generation
 
 
+def note_frontier(heard: dict[int, int], moved: dict[int, int], source: int, frontier: int,
+                  now: int) -> None:
+    """Record a partition's announced frontier, and the wall time it last changed (a repeated
+    mark is not a move)."""
+    if heard.get(source) != frontier:
+        heard[source], moved[source] = frontier, now
+
+
+def lowest_moving(heard: dict[int, int], moved: dict[int, int], since: int) -> int:
+    """The lowest frontier among the partitions whose frontier changed after `since`
+    (UNBOUNDED: none did). One still moving is draining a backlog, not gone: what it holds
+    back waits past the wall-time limit until it stops moving for that long."""
+    return min((heard[p] for p, at in moved.items() if at > since and p in heard),
+               default=UNBOUNDED)
+
+
 def _notice_key(partition: int, device_id: str, account_id: str) -> bytes:
     """`device-held` key of a pending notice (`_queues_of` reads them back)."""
     return b"%d:p:%s\x00%s" % (partition, device_id.encode(), account_id.encode())
@@ -203,11 +219,9 @@ class DeviceStage:
             if value.startswith(b'["mark"'):
                 mark = orjson.loads(value)
                 if fresh(mark, self.generation):
-                    heard = self.heard.setdefault(rec.partition, {})
-                    frontier = UNBOUNDED if mark[2] is None else mark[2]
-                    if heard.get(mark[1]) != frontier:
-                        heard[mark[1]] = frontier
-                        self.moved.setdefault(rec.partition, {})[mark[1]] = self.wall_ms()
+                    note_frontier(self.heard.setdefault(rec.partition, {}),
+                                  self.moved.setdefault(rec.partition, {}), mark[1],
+                                  UNBOUNDED if mark[2] is None else mark[2], self.wall_ms())
                 continue
             if value.startswith(b'["tick"'):
                 continue  # (the partition is touched: `_release` runs for it)
@@ -282,10 +296,8 @@ class DeviceStage:
         `hop_wait_ms` (UNBOUNDED: none did): a request later than it waits past `hop_wait_ms`
         for a partition still draining toward it; one the stopped partitions alone hold
         back leaves after `hop_wait_ms`."""
-        marks, moved = self.heard.get(partition, {}), self.moved.get(partition, {})
-        since = now - self.hop_wait_ms
-        return min((marks[p] for p, at in moved.items() if at > since and p in marks),
-                   default=UNBOUNDED)
+        return lowest_moving(self.heard.get(partition, {}), self.moved.get(partition, {}),
+                             now - self.hop_wait_ms)
 
     def waiting(self) -> dict[int, int]:
         """Requests held per device partition (for the gauge)."""

@@ -53,6 +53,8 @@ from streams.device_stage import (
     encode_pend,
     encode_reset,
     fresh,
+    lowest_moving,
+    note_frontier,
 )
 from streams.metrics import Metrics
 from streams.records import (
@@ -255,9 +257,9 @@ class AccountStage:
         for partition, marks in work.device_marks.items():  # only now: notices in the batch
             heard = self.device_marks.setdefault(partition, {})  # went first
             moved = self.device_marks_moved.setdefault(partition, {})
+            now = self.wall_ms()
             for q, frontier in marks.items():
-                if heard.get(q) != frontier:
-                    heard[q], moved[q] = frontier, self.wall_ms()
+                note_frontier(heard, moved, q, frontier, now)
         partitions = sorted(partitions)
         for partition in partitions:
             work.open_gates(partition)
@@ -371,10 +373,8 @@ class AccountStage:
         draining requests a backlog held back, not gone (streams/device_stage.py waits for
         a moving account partition the same way): a lift after it waits past
         `gate_wait_ms`, until it stops moving for that long."""
-        marks = self.device_marks.get(partition, {})
-        since = now - self.gate_wait_ms
-        return min((marks[q] for q, at in self.device_marks_moved.get(partition, {}).items()
-                    if at > since and q in marks), default=UNBOUNDED)
+        return lowest_moving(self.device_marks.get(partition, {}),
+                             self.device_marks_moved.get(partition, {}), now - self.gate_wait_ms)
 
     def merge_ticks(self, assigned: Iterable[int]) -> list[Output]:
         """A tick (timer) for each partition whose frontier moved with no batch (a backlog
