@@ -111,7 +111,8 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
-            highwater=self._highwater, align_ms=s.align_ms, gate_wait_ms=s.hop_wait_ms)
+            highwater=self._highwater, fetched_at=self._fetched_at, align_ms=s.align_ms,
+            gate_wait_ms=s.hop_wait_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data, partitions=s.partitions,
                                         held=self.device_held.data, hop_wait_ms=s.hop_wait_ms)
@@ -387,6 +388,13 @@ class Warden:
         """End offset the consumer last heard of for an input partition (None: not fetched)."""
         try:
             return self.app.consumer.highwater(TP(topic, partition))
+        except (KeyError, AssertionError, AttributeError):
+            return None
+
+    def _fetched_at(self, topic: str, partition: int) -> int | None:
+        """Wall time (ms) of the last fetch answered for an input partition (None: none yet)."""
+        try:
+            return self.app.consumer.fetched_at(TP(topic, partition))
         except (KeyError, AssertionError, AttributeError):
             return None
 

@@ -430,6 +430,12 @@ class WardenConsumer(faust_aiokafka.Consumer):
             elif self._committed_offset.get(tp) is not None:
                 await self.seek(tp, self._committed_offset[tp])
 
+    def fetched_at(self, tp: TP) -> int | None:
+        """Wall time (ms) of the last fetch response for `tp` (aiokafka sets it, with the
+        highwater, for every partition the fetch covered, records or not; None: none yet).
+        Read before `highwater`: that highwater is then at least as new as this fetch."""
+        return self._thread._ensure_consumer().last_poll_timestamp(tp)
+
     def has_unread(self, topics: Container[str]) -> bool:
         """Whether a partition of `topics` that is being read (assigned, not paused) has
         records past the last one the drain loop handed out, by the high-water mark of

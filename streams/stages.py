@@ -151,6 +151,7 @@ class AccountStage:
                  metrics: Metrics,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
+                 fetched_at: Callable[[str, int], int | None] = lambda topic, partition: None,
                  align_ms: int = 0, gate_wait_ms: int = HOP_WAIT_MS) -> None:
         self.policy = policy
         self.partitions = partitions
@@ -191,8 +192,11 @@ class AccountStage:
         # liveness: when each input topic-partition last had nothing waiting or made progress
         self.progress_wall: dict[tuple[str, int], int] = {}
         self.highwater = highwater
-        # highwaters read during a batch, each asked of the consumer once (`_end`)
+        self.fetched_at = fetched_at
+        # highwaters read during a batch, each asked of the consumer once (`_end`), and the
+        # wall times of the fetches they came with, read just before them (`_fetched`)
         self._ends: dict[tuple[str, int], int | None] | None = None
+        self._fetches: dict[tuple[str, int], int | None] = {}
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
@@ -204,7 +208,8 @@ class AccountStage:
         self.alignment = InputAlignment(inputs=names.inputs, align_ms=align_ms,
                                         load=self._held_entries,
                                         wall_ms=lambda: self.wall_ms(),
-                                        highwater=lambda t, p: self._end(t, p))
+                                        highwater=lambda t, p: self._end(t, p),
+                                        fetched_at=lambda t, p: self._fetched(t, p))
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:
@@ -221,6 +226,7 @@ class AccountStage:
             return self._process(list(records))
         finally:
             self._ends = None
+            self._fetches.clear()
 
     def _end(self, topic: str, partition: int) -> int | None:
         """The input topic-partition's highwater; during a batch, as it was first read in it.
@@ -232,8 +238,20 @@ class AccountStage:
             return self.highwater(topic, partition)
         key = (topic, partition)
         if key not in ends:
+            self._fetches[key] = self.fetched_at(topic, partition)
             ends[key] = self.highwater(topic, partition)
         return ends[key]
+
+    def _fetched(self, topic: str, partition: int) -> int | None:
+        """Wall time of the last fetch answered for an input topic-partition; during a batch,
+        the one read just before the highwater `_end` keeps (the alignment relies on that
+        highwater being at least as new as the fetch)."""
+        if self._ends is None:
+            return self.fetched_at(topic, partition)
+        key = (topic, partition)
+        if key not in self._ends:
+            self._end(topic, partition)
+        return self._fetches[key]
 
     def _process(self, records: list[Record]) -> Batch:
         work = _Work(self)

@@ -7,7 +7,12 @@ from __future__ import annotations
 import orjson
 from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
 
+from prometheus_client import CollectorRegistry
+
+from detectors.config import DEFAULT_POLICY
 from streams.alignment import InputAlignment
+from streams.metrics import Metrics
+from streams.stages import AccountStage
 from streams.records import Record, partition_of
 
 INPUTS = NAMES.inputs
@@ -93,6 +98,105 @@ def test_a_full_buffer_is_due_at_once():
     align.hold(2, rec("friend-adds", 1, 2), "event")
     assert align.next_due_ms() == 0 and align.due_partitions() == [0]
     assert align.timed_out == 0  # (asking does not count a release)
+
+
+class Fetches:
+    """The consumer's view of each input topic-partition: its highwater and the wall time of
+    the last fetch answered for it."""
+
+    def __init__(self) -> None:
+        self.ends: dict[tuple[str, int], int] = {}
+        self.at: dict[tuple[str, int], int] = {}
+
+    def answered(self, when: int, **ends: int) -> None:
+        """A fetch answered at `when` for every input topic of partition 0 (`ends`: highwaters
+        by topic, underscores for dashes; the others stay as they were)."""
+        for topic in INPUTS:
+            self.at[(topic, 0)] = when
+            self.ends.setdefault((topic, 0), 0)
+        for name, end in ends.items():
+            self.ends[(name.replace("_", "-"), 0)] = end
+
+    def alignment(self, wall: Wall) -> InputAlignment:
+        return InputAlignment(inputs=INPUTS, align_ms=100, load=lambda p: [], wall_ms=wall,
+                              highwater=lambda t, p: self.ends.get((t, p)),
+                              fetched_at=lambda t, p: self.at.get((t, p)))
+
+
+def test_a_topic_a_later_fetch_found_empty_holds_nothing_back():
+    """KIP-695's rule: message-reports and moderation-commands had nothing on the broker at a
+    fetch answered after the one that brought the friend add, so anything they get later
+    was appended after it: the friend add need not wait 100 ms for them."""
+    wall, fetches = Wall(), Fetches()
+    align = fetches.alignment(wall)
+    fetches.answered(10, friend_adds=1, device_signals=1, room_creations=1)
+    wall.now = 12
+    align.hold(20, rec("friend-adds", 0, 20), "event")
+    align.hold(25, rec("device-signals", 0, 25), "event")
+    align.hold(30, rec("room-creations", 0, 30), "event")
+    # the same fetch said the sparse topics were empty: not enough (a producer's batches to
+    # two partitions can be appended in either order: 40 inputs out of event-time order in a
+    # 20 s run of bench/perf.py's latency phase when this counted)
+    assert released_times(align) == []
+    fetches.answered(11)  # a later fetch: still nothing more on any topic
+    assert released_times(align) == [20, 25, 30] and align.timed_out == 0
+
+
+def test_a_topic_whose_fetched_records_have_not_arrived_is_still_waited_for():
+    """A later fetch found records the stage has not received yet (on their way through the
+    consumer): the topic is not empty, and the input waits for them as for a backlog."""
+    wall, fetches = Wall(), Fetches()
+    align = fetches.alignment(wall)
+    fetches.answered(10, friend_adds=1, device_signals=1, room_creations=1)
+    for offset, topic in enumerate(("friend-adds", "device-signals", "room-creations")):
+        align.hold(20 + offset, rec(topic, 0, 20 + offset), "event")
+    fetches.answered(11, moderation_commands=1)  # an appeal, fetched, not handed over yet
+    wall.now = 5_000
+    assert released_times(align) == []
+    align.hold(15, rec("moderation-commands", 0, 15), "event")
+    fetches.answered(12)
+    assert released_times(align) == [15, 20, 21, 22] and align.timed_out == 0
+
+
+def test_no_fetch_since_the_input_came_leaves_the_align_ms_bound():
+    """No fetch answered since (a paused partition, a slow consumer): a quiet topic holds the
+    input for align_ms, as before."""
+    wall, fetches = Wall(), Fetches()
+    align = fetches.alignment(wall)
+    fetches.answered(10, friend_adds=1)
+    wall.now = 12
+    align.hold(20, rec("friend-adds", 0, 20), "event")
+    wall.now = 111
+    assert released_times(align) == []
+    wall.now = 112
+    assert released_times(align) == [20] and align.timed_out == 1
+
+
+def test_the_stage_reads_a_fetch_time_before_the_highwater_that_came_with_it():
+    """The consumer thread updates both while the stage reads them: a highwater read first
+    could come from an older fetch than the fetch time read after it, and a topic with new
+    records would look empty. During a batch each pair is read once, the fetch time first."""
+    reads: list[tuple[str, str]] = []
+
+    def highwater(topic: str, partition: int) -> int:
+        reads.append(("highwater", topic))
+        return 0
+
+    def fetched_at(topic: str, partition: int) -> int:
+        reads.append(("fetched_at", topic))
+        return T0
+
+    stage = AccountStage(policy=DEFAULT_POLICY, names=NAMES, partitions=PARTITIONS,
+                         accounts={}, clocks={}, metrics=Metrics(CollectorRegistry()),
+                         wall_ms=lambda: T0, highwater=highwater, fetched_at=fetched_at,
+                         align_ms=100)
+    value = orjson.dumps({"event_id": "e1", "account_id": "a", "device_id": "d", "ts": T0,
+                          "kind": "ok"})
+    stage.process([Record(NAMES.input("device-signals"), 0, 0, b"a", value, T0)])
+    assert reads, "the alignment asked"
+    for topic in INPUTS:
+        asked = [what for what, t in reads if t == NAMES.input(topic)]
+        assert asked[:2] == ["fetched_at", "highwater"] and len(asked) == 2, (topic, asked)
 
 
 def test_a_topic_with_a_known_backlog_is_waited_for_longer_than_a_quiet_one():
