@@ -10,7 +10,7 @@ from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
 from prometheus_client import CollectorRegistry
 
 from detectors.config import DEFAULT_POLICY
-from streams.alignment import InputAlignment
+from streams.alignment import FETCH_SKEW_MS, InputAlignment
 from streams.metrics import Metrics
 from streams.stages import AccountStage
 from streams.records import Record, partition_of
@@ -136,9 +136,11 @@ def test_a_topic_a_later_fetch_found_empty_holds_nothing_back():
     align.hold(30, rec("room-creations", 0, 30), "event")
     # the same fetch said the sparse topics were empty: not enough (a producer's batches to
     # two partitions can be appended in either order: 40 inputs out of event-time order in a
-    # 20 s run of bench/perf.py's latency phase when this counted)
+    # 20 s run of bench/perf.py's latency phase when this counted), nor one right after it
     assert released_times(align) == []
-    fetches.answered(11)  # a later fetch: still nothing more on any topic
+    fetches.answered(10 + FETCH_SKEW_MS - 1)
+    assert released_times(align) == []
+    fetches.answered(10 + FETCH_SKEW_MS)  # later by the skew: still nothing on any topic
     assert released_times(align) == [20, 25, 30] and align.timed_out == 0
 
 
@@ -148,13 +150,14 @@ def test_a_topic_whose_fetched_records_have_not_arrived_is_still_waited_for():
     wall, fetches = Wall(), Fetches()
     align = fetches.alignment(wall)
     fetches.answered(10, friend_adds=1, device_signals=1, room_creations=1)
+    wall.now = 12
     for offset, topic in enumerate(("friend-adds", "device-signals", "room-creations")):
         align.hold(20 + offset, rec(topic, 0, 20 + offset), "event")
-    fetches.answered(11, moderation_commands=1)  # an appeal, fetched, not handed over yet
+    fetches.answered(40, moderation_commands=1)  # an appeal, fetched, not handed over yet
     wall.now = 5_000
     assert released_times(align) == []
     align.hold(15, rec("moderation-commands", 0, 15), "event")
-    fetches.answered(12)
+    fetches.answered(40 + FETCH_SKEW_MS)  # (the appeal's own fetch was at 40)
     assert released_times(align) == [15, 20, 21, 22] and align.timed_out == 0
 
 
