@@ -22,7 +22,7 @@ A topic known to be empty does not hold an input at all (Kafka Streams after
 KIP-695): when a fetch answered after the input's own fetch found nothing on
 the broker past what reached the stage, anything the topic gets later was
 appended after the input was, so it cannot precede it in a producer's order
-(but for `FETCH_SKEW_MS`, below).
+(but for `fetch_skew_ms`, WARDEN_ALIGN_SKEW_MS: see `FETCH_SKEW_MS`).
 `align_ms` is then only the bound for a topic not confirmed empty (paused,
 its fetched records still on their way, or no fetch since): before this, each
 input at 2,000 events/s waited the full 100 ms for the sparse
@@ -57,11 +57,13 @@ from streams.records import Record
 PAUSE_HELD, PAUSE_BYTES = 2_000, 512 * 1024
 HELD_CAP, HELD_BYTES = 20_000, 4 * 1024 * 1024
 BACKLOG_WAIT_MS = 10_000
-# A fetch confirms a topic empty for an input only this long after the input's own fetch:
-# a producer batches per partition, so a record it was given first can be appended after
-# a later one, by up to its linger and one request (bench/perf.py's producer lingers 5 ms,
-# as Kafka 4's Java producer does by default). Confirmed by the next fetch at once, a 20 s
-# run at 2,000 events/s applied 2 inputs out of event-time order; with 20 ms, none.
+# A fetch confirms a topic empty for an input only this long after the input's own fetch
+# (the default of WARDEN_ALIGN_SKEW_MS): a producer batches per partition, so a record it
+# was given first can be appended after a later one, by up to its linger and one request
+# in flight (bench/perf.py's producer lingers 5 ms, as Kafka 4's Java producer does by
+# default). Confirmed by the next fetch at once, a 20 s run at 2,000 events/s applied 2
+# inputs out of event-time order. With 20 ms, 1 input in 3 of 13 runs at 200-2,000/s
+# (none in 14 runs that waited align_ms): a producer whose requests take longer needs more.
 FETCH_SKEW_MS = 20
 
 
@@ -74,8 +76,10 @@ class InputAlignment:
                  fetched_at: Callable[[str, int], int | None] = lambda topic, partition: None,
                  cap: int = HELD_CAP, max_bytes: int = HELD_BYTES,
                  pause_held: int = PAUSE_HELD, pause_bytes: int = PAUSE_BYTES,
-                 backlog_wait_ms: int = BACKLOG_WAIT_MS) -> None:
+                 backlog_wait_ms: int = BACKLOG_WAIT_MS,
+                 fetch_skew_ms: int = FETCH_SKEW_MS) -> None:
         self.inputs = tuple(inputs)
+        self.fetch_skew_ms = fetch_skew_ms
         self.align_ms = align_ms
         self.highwater = highwater
         # wall time of the last fetch answered for an input topic-partition (read before its
@@ -242,7 +246,7 @@ class InputAlignment:
             seen = self.fetched_at(topic, partition)  # (first: the highwater is as new)
             end = self.highwater(topic, partition)
             received = self.received.get(key, -1)
-            if (seen is not None and seen >= fetched + FETCH_SKEW_MS
+            if (seen is not None and seen >= fetched + self.fetch_skew_ms
                     and end is not None and end <= received + 1):
                 continue  # empty at a fetch answered after the input's: nothing earlier
             waits = True

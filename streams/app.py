@@ -112,7 +112,7 @@ class Warden:
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
             highwater=self._highwater, fetched_at=self._fetched_at, align_ms=s.align_ms,
-            gate_wait_ms=s.hop_wait_ms)
+            align_skew_ms=s.align_skew_ms, gate_wait_ms=s.hop_wait_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data, partitions=s.partitions,
                                         held=self.device_held.data, hop_wait_ms=s.hop_wait_ms)

@@ -83,6 +83,7 @@ class Settings:
     idle_advance: bool = True
     idle_grace_ms: int = 2000
     align_ms: int = 100
+    align_skew_ms: int = 20
     stall_s: int = 30
     max_in_flight: int = 5000
     hop_wait_ms: int = 10_000
@@ -128,6 +129,7 @@ class Settings:
             "idle_advance": _bool(env, "WARDEN_IDLE_ADVANCE", cls.idle_advance),
             "idle_grace_ms": _int(env, "WARDEN_IDLE_GRACE_MS", cls.idle_grace_ms),
             "align_ms": _int(env, "WARDEN_ALIGN_MS", cls.align_ms, minimum=0),
+            "align_skew_ms": _int(env, "WARDEN_ALIGN_SKEW_MS", cls.align_skew_ms, minimum=0),
             "stall_s": _int(env, "WARDEN_STALL_S", cls.stall_s, minimum=1),
             "max_in_flight": _int(env, "WARDEN_MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
             "hop_wait_ms": _int(env, "WARDEN_HOP_WAIT_MS", cls.hop_wait_ms, minimum=0),

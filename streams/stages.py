@@ -42,7 +42,7 @@ from detectors.messages import (
     ReportsJudged,
     ReportWeighed,
 )
-from streams.alignment import InputAlignment
+from streams.alignment import FETCH_SKEW_MS, InputAlignment
 from streams.deadletters import dead_letter
 from streams.device_stage import (
     HOP_WAIT_MS,
@@ -152,7 +152,8 @@ class AccountStage:
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
                  fetched_at: Callable[[str, int], int | None] = lambda topic, partition: None,
-                 align_ms: int = 0, gate_wait_ms: int = HOP_WAIT_MS) -> None:
+                 align_ms: int = 0, align_skew_ms: int = FETCH_SKEW_MS,
+                 gate_wait_ms: int = HOP_WAIT_MS) -> None:
         self.policy = policy
         self.partitions = partitions
         self.accounts, self.clocks = accounts, clocks
@@ -209,7 +210,8 @@ class AccountStage:
                                         load=self._held_entries,
                                         wall_ms=lambda: self.wall_ms(),
                                         highwater=lambda t, p: self._end(t, p),
-                                        fetched_at=lambda t, p: self._fetched(t, p))
+                                        fetched_at=lambda t, p: self._fetched(t, p),
+                                        fetch_skew_ms=align_skew_ms)
 
     # --- per batch --------------------------------------------------------------
     def process(self, records: Iterable[Record]) -> Batch:

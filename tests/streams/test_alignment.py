@@ -5,15 +5,14 @@ event-time order — so an appeal fetched after a later device signal is still a
 from __future__ import annotations
 
 import orjson
-from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
-
 from prometheus_client import CollectorRegistry
+from test_stages import NAMES, PARTITIONS, T0, Bus, replay_decisions
 
 from detectors.config import DEFAULT_POLICY
 from streams.alignment import FETCH_SKEW_MS, InputAlignment
 from streams.metrics import Metrics
-from streams.stages import AccountStage
 from streams.records import Record, partition_of
+from streams.stages import AccountStage
 
 INPUTS = NAMES.inputs
 DAY = 86_400_000
@@ -159,6 +158,14 @@ def test_a_topic_whose_fetched_records_have_not_arrived_is_still_waited_for():
     align.hold(15, rec("moderation-commands", 0, 15), "event")
     fetches.answered(40 + FETCH_SKEW_MS)  # (the appeal's own fetch was at 40)
     assert released_times(align) == [15, 20, 21, 22] and align.timed_out == 0
+
+
+def test_the_skew_is_the_stages_setting():
+    """WARDEN_ALIGN_SKEW_MS: a producer whose requests take longer needs a larger margin."""
+    stage = AccountStage(policy=DEFAULT_POLICY, names=NAMES, partitions=PARTITIONS,
+                         accounts={}, clocks={}, metrics=Metrics(CollectorRegistry()),
+                         align_ms=100, align_skew_ms=50)
+    assert stage.alignment.fetch_skew_ms == 50
 
 
 def test_no_fetch_since_the_input_came_leaves_the_align_ms_bound():

@@ -37,6 +37,7 @@ EVERY_VARIABLE = {
     "WARDEN_DATA_DIR": "/var/lib/warden",
     "WARDEN_HOP_WAIT_MS": "2500",
     "WARDEN_SWEEP_INTERVAL_S": "2.5",
+    "WARDEN_ALIGN_SKEW_MS": "50",
 }
 
 
@@ -63,7 +64,7 @@ def test_every_warden_variable_is_parsed():
         web_port=7000, web_host="0.0.0.0", operator_token="op-token", protect_reads=True,
         policy_path="/etc/warden/policy.toml", idle_advance=False, idle_grace_ms=1500,
         projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500,
-        sweep_interval_s=2.5)
+        sweep_interval_s=2.5, align_skew_ms=50)
 
 
 def test_derived_names_carry_the_prefixes():
@@ -100,6 +101,7 @@ def test_a_sasl_protocol_defaults_to_plain_and_requires_a_username():
     ("WARDEN_SWEEP_INTERVAL_S", "0"),
     ("WARDEN_SWEEP_INTERVAL_S", "nan"),
     ("WARDEN_SWEEP_INTERVAL_S", "soon"),
+    ("WARDEN_ALIGN_SKEW_MS", "-1"),
 ])
 def test_an_invalid_value_raises_an_error_naming_the_variable(variable, value):
     env = {"WARDEN_KAFKA_SASL_USERNAME": "svc", variable: value}
