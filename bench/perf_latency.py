@@ -7,6 +7,8 @@ workload offline (`detectors.engine`, what `warden replay` runs): a decision is 
 are left out. Its latency is the wall-clock time from the producer's `send()` of that input to
 the first probe poll (every 10 ms) that sees the account's `seq` in Redis at or past the
 decision's `seq`. Decisions that never show up within the drain limit count as `missing`.
+The worker's `warden_record_wait_seconds` says where records queued on the way: per stage
+and source, the mean age of each batch's oldest record when the stage took the batch.
 Each sample is also counted under its cause, the input's topic and the decision's first
 trigger (`by_cause`): a decision that needs the device stage or a reporter's weight crosses
 two more stages than one an account's own inputs decide.
@@ -119,6 +121,15 @@ class Probe:
                 del self.outstanding[account]
 
 
+def _wait_entries(waits: dict[str, float]) -> list[tuple[str, float]]:
+    """("stage <- source", mean ms) from `Worker.histogram_means` of the record waits."""
+    out = []
+    for key, seconds in waits.items():
+        labels = dict(part.split("=", 1) for part in key.split(",") if "=" in part)
+        out.append((f"{labels.get('stage')} <- {labels.get('source')}", round(seconds * 1000, 1)))
+    return out
+
+
 async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitions: int,
                         rate: float, seconds: float, seed: int, start_ms: int, log_dir: Any,
                         drain_s: float = 120, extra_env: dict[str, str] | None = None
@@ -158,6 +169,7 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
                 await asyncio.sleep(POLL_S)
         drained_after = time.monotonic() - deadline + drain_s
         final = worker.metrics()
+        waits = worker.histogram_means("warden_record_wait_seconds")
     finally:
         await redis.aclose()
 
@@ -170,6 +182,8 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             # what the wait bought: inputs applied out of replay's order, and waits that ran out
             "out_of_order": final.get("warden_inputs_out_of_order_total"),
             "align_timeouts": final.get("warden_alignment_timeouts_total"),
+            # where records queued: the mean age of each batch's oldest record, by stage/source
+            "record_wait_ms": dict(sorted(_wait_entries(waits))),
             **latency_summary([ms for _, ms in probe.samples]), "by_cause": by_cause(probe.samples)}
 
 

@@ -199,6 +199,10 @@ def format_table(result: dict[str, Any]) -> str:
         if phase.get("out_of_order") is not None:
             lines.append(f"  inputs applied out of event-time order: {_num(phase['out_of_order'])}"
                          f" (alignment waits that ran out: {_num(phase.get('align_timeouts'))})")
+        waits = phase.get("record_wait_ms") or {}
+        if waits:
+            lines.append("  oldest record of each batch when its stage took it, mean: "
+                         + ", ".join(f"{k} {_num(v)} ms" for k, v in waits.items()))
         causes = phase.get("by_cause") or {}
         if causes:
             lines.append("  by cause (input topic / first trigger):")

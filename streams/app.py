@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,9 @@ class Warden:
         self.device_state = asyncio.Lock()
         self._commits = 0  # batches committed: work done, for `heap_trim`
         self.heap_trim = HeapTrim()
+        names = s.topics
+        self._sources = {names.account_inbox: "account-inbox",
+                         names.device_inbox: "device-inbox", names.decisions: "decisions"}
         self._tables = {"accounts": self.accounts, "clocks": self.clocks, "devices": self.devices,
                         "device-held": self.device_held}
         self._changelogs = {name: table.changelog_topic.get_topic_name()
@@ -171,12 +175,14 @@ class Warden:
                 records = _records(messages)
                 if records:  # (none: held inputs' wait ended, `next_batch_s`)
                     self.metrics.batch_size.observe(len(records))
+                    self._record_waits("account", messages)
                 await self.handle_account_batch(records)
                 await self._pace_inputs()
 
         @app.agent(self.device_source, name="device-stage")
         async def device_stage(stream: Any) -> None:
             async for messages in self._batches(stream, self.device_sink, BATCH_MAX):
+                self._record_waits("device", messages)
                 await self.handle_device_batch(_records(messages))
                 self._gauge_held()
 
@@ -184,9 +190,26 @@ class Warden:
         async def projector(stream: Any) -> None:
             async for messages in self._batches(stream, self.decision_sink,
                                                 self.settings.projection_batch):
+                self._record_waits("projector", messages)
                 await self.projector.apply([(m.value, m.timestamp) for m in messages])
 
         self.agents = (account_stage, device_stage, projector)
+
+    def _record_waits(self, stage: str, messages: Sequence[Any]) -> None:
+        """`warden_record_wait_seconds`: per source, the age of the batch's oldest record (one
+        observation per batch and source, not per record: this runs for every batch)."""
+        oldest: dict[str, float] = {}
+        source = self._sources
+        for m in messages:
+            ts = m.timestamp
+            if ts:
+                kind = source.get(m.topic, "inputs")
+                if ts < oldest.get(kind, ts + 1):
+                    oldest[kind] = ts
+        if oldest:
+            now = time.time()
+            for kind, ts in oldest.items():
+                self.metrics.record_wait.labels(stage, kind).observe(max(0.0, now - ts))
 
     async def _batches(self, stream: Any, sink: RecordSink, max_: int,
                        due: Callable[[], float | None] = lambda: None,

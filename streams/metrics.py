@@ -35,6 +35,11 @@ class Metrics:
         self.latency = Histogram("warden_event_to_decision_seconds",
                                  "Produce time of the input to its decision being appended",
                                  buckets=LATENCY_BUCKETS, registry=registry)
+        self.record_wait = Histogram(
+            "warden_record_wait_seconds",
+            "Age of each batch's oldest record of a source when its stage took the batch "
+            "(Kafka timestamp to batch start): where records queue between stages",
+            ["stage", "source"], buckets=LATENCY_BUCKETS, registry=registry)
         self.projection_lag = Gauge("warden_projection_lag_seconds",
                                     "Age of the newest decision applied to Redis when applied",
                                     registry=registry)

@@ -100,3 +100,27 @@ def test_a_revocation_waits_for_a_sweep_under_way_and_flushes_its_writes(warden,
 
     asyncio.run(scenario())
     assert order == ["sweep begins", "sweep written"] * 2 + ["flushed"]  # (both stages)
+
+
+def test_each_batch_records_how_long_its_oldest_record_of_each_source_waited(warden, monkeypatch):
+    """`warden_record_wait_seconds`: the Kafka timestamp of each source's oldest record in a
+    batch against the time the stage took it, one observation per batch and source."""
+    class Message:
+        def __init__(self, topic, timestamp):
+            self.topic, self.timestamp = topic, timestamp
+
+    names = warden.settings.topics
+    monkeypatch.setattr(app_module.time, "time", lambda: 100.0)
+    warden._record_waits("account", [Message(names.input("friend-adds"), 99.9),
+                                     Message(names.input("device-signals"), 99.7),
+                                     Message(names.account_inbox, 99.95),
+                                     Message(names.account_inbox, None)])
+    registry = warden.registry
+
+    def observed(source):
+        labels = {"stage": "account", "source": source}
+        return (registry.get_sample_value("warden_record_wait_seconds_count", labels),
+                round(registry.get_sample_value("warden_record_wait_seconds_sum", labels), 3))
+
+    assert observed("inputs") == (1, 0.3)
+    assert observed("account-inbox") == (1, 0.05)
