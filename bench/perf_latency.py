@@ -170,6 +170,8 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
         drained_after = time.monotonic() - deadline + drain_s
         final = worker.metrics()
         waits = worker.histogram_means("warden_record_wait_seconds")
+        late = {k.split("=", 1)[1]: v
+                for k, v in worker.labelled("warden_inputs_out_of_order_total").items() if v}
     finally:
         await redis.aclose()
 
@@ -182,6 +184,7 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             # what the wait bought: inputs applied out of replay's order, and waits that ran out
             "out_of_order": final.get("warden_inputs_out_of_order_total"),
             "align_timeouts": final.get("warden_alignment_timeouts_total"),
+            "out_of_order_by_topic": late,
             # where records queued: the mean age of each batch's oldest record, by stage/source
             "record_wait_ms": dict(sorted(_wait_entries(waits))),
             **latency_summary([ms for _, ms in probe.samples]), "by_cause": by_cause(probe.samples)}

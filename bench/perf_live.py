@@ -167,6 +167,19 @@ class Worker:
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
 
+    def labelled(self, name: str) -> dict[str, float]:
+        """A Warden metric's samples per label set ("name=value,..." as /metrics lists them)."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            return {}
+        out: dict[str, float] = {}
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith(name + "{"):
+                labels = line[len(name) + 1:].split("}", 1)[0].replace('"', "")
+                with contextlib.suppress(ValueError):
+                    out[labels] = float(line.rsplit(" ", 1)[1])
+        return out
+
     def histogram_means(self, name: str) -> dict[str, float]:
         """A Warden histogram's mean per label set ("name=value,name=value" as /metrics
         lists them), from its `_sum` and `_count` samples."""

@@ -197,8 +197,11 @@ def format_table(result: dict[str, Any]) -> str:
                   f"  worker consumed {_num(phase.get('consumed_per_s'))} events/s while offered "
                   f"{_num(phase.get('offered_per_s'))}; kept up: {_yes(phase.get('kept_up'))}"]
         if phase.get("out_of_order") is not None:
+            late = phase.get("out_of_order_by_topic") or {}
             lines.append(f"  inputs applied out of event-time order: {_num(phase['out_of_order'])}"
-                         f" (alignment waits that ran out: {_num(phase.get('align_timeouts'))})")
+                         + (" (" + ", ".join(f"{t} {_num(n)}" for t, n in late.items()) + ")"
+                            if late else "")
+                         + f" (alignment waits that ran out: {_num(phase.get('align_timeouts'))})")
         waits = phase.get("record_wait_ms") or {}
         if waits:
             lines.append("  oldest record of each batch when its stage took it, mean: "

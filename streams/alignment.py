@@ -62,7 +62,7 @@ BACKLOG_WAIT_MS = 10_000
 # was given first can be appended after a later one, by up to its linger and one request
 # in flight (bench/perf.py's producer lingers 5 ms, as Kafka 4's Java producer does by
 # default). Confirmed by the next fetch at once, a 20 s run at 2,000 events/s applied 2
-# inputs out of event-time order. With 20 ms, 1 input in 4 of 14 runs at 200-2,000/s
+# inputs out of event-time order. With 20 ms, 1 input in 5 of 18 runs at 200-2,000/s
 # (none in 24 runs that waited align_ms): a producer whose requests take longer needs more;
 # WARDEN_ALIGN_SKEW_MS equal to WARDEN_ALIGN_MS comes close to the wait of before.
 FETCH_SKEW_MS = 20
