@@ -181,20 +181,9 @@ class Worker:
         return out
 
     def histogram_means(self, name: str) -> dict[str, float]:
-        """A Warden histogram's mean per label set ("name=value,name=value" as /metrics
-        lists them), from its `_sum` and `_count` samples."""
-        status, body = self.get("/metrics")
-        if status != 200:
-            return {}
-        sums: dict[str, float] = {}
-        counts: dict[str, float] = {}
-        for line in body.decode(errors="replace").splitlines():
-            for suffix, into in (("_sum{", sums), ("_count{", counts)):
-                if line.startswith(name + suffix):
-                    labels = line[len(name + suffix):].split("}", 1)[0]
-                    key = labels.replace('"', "")
-                    with contextlib.suppress(ValueError):
-                        into[key] = float(line.rsplit(" ", 1)[1])
+        """A Warden histogram's mean per label set (as `labelled` keys them), from its `_sum`
+        and `_count` samples."""
+        sums, counts = self.labelled(name + "_sum"), self.labelled(name + "_count")
         return {key: sums[key] / n for key, n in counts.items() if n and key in sums}
 
     def log_tail(self, lines: int = 30) -> str:
