@@ -59,13 +59,15 @@ HELD_CAP, HELD_BYTES = 20_000, 4 * 1024 * 1024
 BACKLOG_WAIT_MS = 10_000
 # A fetch confirms a topic empty for an input only this long after the input's own fetch
 # (the default of WARDEN_ALIGN_SKEW_MS): a producer batches per partition, so a record it
-# was given first can be appended after a later one, by up to its linger and one request
-# in flight (bench/perf.py's producer lingers 5 ms, as Kafka 4's Java producer does by
-# default). Confirmed by the next fetch at once, a 20 s run at 2,000 events/s applied 2
-# inputs out of event-time order. With 20 ms, 1 input in 5 of 18 runs at 200-2,000/s
-# (none in 24 runs that waited align_ms): a producer whose requests take longer needs more;
-# WARDEN_ALIGN_SKEW_MS equal to WARDEN_ALIGN_MS comes close to the wait of before.
-FETCH_SKEW_MS = 20
+# was given first can be appended after a later one, by up to its linger and the requests
+# before it. Confirmed by the next fetch at once, a 20 s run of bench/perf.py's latency
+# phase (its producer lingers 5 ms) applied 2 inputs out of event-time order; with 20 ms,
+# 1 input in 5 of 18 runs, but tests/integration/test_pipeline.py, whose producer flushes
+# chunks of 100 inputs, applied 13 of 8,000 out of order in a CI run. So the default is
+# the align_ms of before (100): a fetch answered that long after the input's own confirms
+# the quiet topics as the wait did, and lower values trade order for latency (at 200
+# events/s, 20 ms cut p50 from about 163 to 100 ms).
+FETCH_SKEW_MS = 100
 
 
 class InputAlignment:

@@ -83,7 +83,7 @@ class Settings:
     idle_advance: bool = True
     idle_grace_ms: int = 2000
     align_ms: int = 100
-    align_skew_ms: int = 20
+    align_skew_ms: int = 100
     stall_s: int = 30
     max_in_flight: int = 5000
     hop_wait_ms: int = 10_000

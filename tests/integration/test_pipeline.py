@@ -183,11 +183,14 @@ def test_held_inputs_leave_once_a_fetch_finds_the_quiet_topics_empty(live, workl
     """Most inputs find `moderation-commands` (and often `message-reports`) with nothing at or
     after their time: before the fetch rule each of them waited out WARDEN_ALIGN_MS (100 ms),
     32,000 of 40,000 in a 20 s run of bench/perf.py's latency phase, 7,882 of 8,000 here.
-    A fetch answered after theirs that found those topics empty lets them go
-    (streams/alignment.py): 673 of 8,000 waited it out in this test's first run."""
+    A fetch answered WARDEN_ALIGN_SKEW_MS after theirs that found those topics empty lets
+    them go (streams/alignment.py): 3,466, 4,472 and 2,991 of 8,000 waited it out with the default
+    (100 ms). With 20 ms, 673 did in one run, but another (CI) applied 13 inputs out of
+    event-time order: this producer flushes chunks of 100 inputs, appended over several
+    requests."""
     text = metrics_text(live["worker"])
     timeouts = sum(metric_samples(text, "warden_alignment_timeouts_total").values())
     out_of_order = sum(metric_samples(text, "warden_inputs_out_of_order_total").values())
     print(f"alignment waits that ran out: {timeouts:.0f} of {len(workload)} inputs")
-    assert timeouts < 0.25 * len(workload)
+    assert timeouts < 0.75 * len(workload)
     assert out_of_order == 0
