@@ -18,15 +18,13 @@ fetched at the start of a long backlog left as soon as it was the earliest,
 10 s in, hours of event time ahead of the dense topics still catching up (an
 appeal decided before an earlier extension, tests/integration/test_two_workers.py).
 
-A topic known to be empty does not hold an input at all (Kafka Streams after
-KIP-695): when a fetch answered after the input's own fetch found nothing on
-the broker past what reached the stage, anything the topic gets later was
-appended after the input was, so it cannot precede it in a producer's order
-(but for `fetch_skew_ms`, WARDEN_ALIGN_SKEW_MS: see `FETCH_SKEW_MS`).
-`align_ms` is then only the bound for a topic not confirmed empty (paused,
-its fetched records still on their way, or no fetch since): before this, each
-input at 2,000 events/s waited the full 100 ms for the sparse
-`moderation-commands` and `message-reports` partitions (issue #5).
+With `fetch_skew_ms` (WARDEN_ALIGN_SKEW_MS; off by default), a topic found empty
+does not hold an input (Kafka Streams after KIP-695): when a fetch asked for at least
+`fetch_skew_ms` after the input's own fetch found nothing on the broker past what reached
+the stage, anything the topic gets later was appended after that, which a producer's
+earlier record can be only if it lagged the input by more than the margin. `align_ms`
+stays the bound for a topic not confirmed empty (paused, its fetched records still on
+their way, or no fetch since). See `FETCH_SKEW_MS` for why it is off by default.
 
 A held input lives only in memory; what makes it safe is the offset commit.
 The worker commits no input topic-partition past the earliest input it holds,
@@ -57,16 +55,17 @@ from streams.records import Record
 PAUSE_HELD, PAUSE_BYTES = 2_000, 512 * 1024
 HELD_CAP, HELD_BYTES = 20_000, 4 * 1024 * 1024
 BACKLOG_WAIT_MS = 10_000
-# A fetch confirms a topic empty for an input only this long after the input's own fetch
-# (the default of WARDEN_ALIGN_SKEW_MS): a producer batches per partition, so a record it
-# was given first can be appended after a later one, by up to its linger and the requests
-# before it. Confirmed by the next fetch at once, a 20 s run of bench/perf.py's latency
-# phase (its producer lingers 5 ms) applied 2 inputs out of event-time order; with 20 ms,
-# 1 input in 5 of 18 runs, but tests/integration/test_pipeline.py, whose producer flushes
-# chunks of 100 inputs, applied 13 of 8,000 out of order in a CI run. So the default is
-# the align_ms of before (100): a fetch answered that long after the input's own confirms
-# the quiet topics as the wait did, and lower values trade order for latency (at 200
-# events/s, 20 ms cut p50 from about 163 to 100 ms).
+# The fetch rule's margin, when on: a fetch confirms a topic empty for an input only if it
+# was asked for this long after the input's own fetch. A producer batches per partition and
+# sends a node's next request only when the one before is answered, so a record it was
+# given first can be appended after a later one by its linger plus a request's round trip,
+# longer on a busy machine. In tests/integration/test_pipeline.py (400 inputs/s in flushed
+# chunks of 100, on 2 CPUs shared with the broker and the worker), a 100 ms margin applied
+# 24, 14 and 5 of 8,000 inputs out of event-time order in 3 of 9 runs (0 in 3 runs with the
+# rule off), and 20 ms 13 in a CI run; in bench/perf.py's latency phase at 2,000 events/s
+# the rule (20 ms) gave no latency gain in six alternating pairs, and at 200 events/s cut
+# p50 from about 163 to 100 ms. So it is off unless WARDEN_ALIGN_SKEW_MS sets a margin, for
+# producers whose lag is known to stay below it. (A value to pass: not a default.)
 FETCH_SKEW_MS = 100
 
 
@@ -77,10 +76,11 @@ class InputAlignment:
                  load: Callable[[int], list[list[Any]]], wall_ms: Callable[[], int],
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: None,
                  fetched_at: Callable[[str, int], int | None] = lambda topic, partition: None,
+                 requested_at: Callable[[str, int], int | None] = lambda topic, partition: None,
                  cap: int = HELD_CAP, max_bytes: int = HELD_BYTES,
                  pause_held: int = PAUSE_HELD, pause_bytes: int = PAUSE_BYTES,
                  backlog_wait_ms: int = BACKLOG_WAIT_MS,
-                 fetch_skew_ms: int = FETCH_SKEW_MS) -> None:
+                 fetch_skew_ms: int | None = None) -> None:
         self.inputs = tuple(inputs)
         self.fetch_skew_ms = fetch_skew_ms
         self.align_ms = align_ms
@@ -88,6 +88,9 @@ class InputAlignment:
         # wall time of the last fetch answered for an input topic-partition (read before its
         # highwater: that highwater is then at least as new as the fetch)
         self.fetched_at = fetched_at
+        # wall time the fetch request behind an input topic-partition's highwater was sent:
+        # the broker read that highwater no earlier (read before it, as `fetched_at`)
+        self.requested_at = requested_at
         self.backlog_wait_ms = backlog_wait_ms
         # last offset received per input topic-partition (seeded from the consumer position)
         self.received: dict[tuple[str, int], int] = {}
@@ -242,16 +245,18 @@ class InputAlignment:
         if self.align_ms <= 0 or len(heap) > self.cap or self._bytes[partition] > self.max_bytes:
             return wall_in, False
         leaves_at, waits = wall_in, False
+        skew = self.fetch_skew_ms
         for topic in self.inputs:
             key = (topic, partition)
             if self.newest.get(key, -1) >= ts:
                 continue
-            seen = self.fetched_at(topic, partition)  # (first: the highwater is as new)
+            # (read first: the highwater is then as new)
+            asked = None if skew is None else self.requested_at(topic, partition)
             end = self.highwater(topic, partition)
             received = self.received.get(key, -1)
-            if (seen is not None and seen >= fetched + self.fetch_skew_ms
+            if (skew is not None and asked is not None and asked >= fetched + skew
                     and end is not None and end <= received + 1):
-                continue  # empty at a fetch answered after the input's: nothing earlier
+                continue  # empty at a fetch asked for after the input's: nothing earlier
             waits = True
             if end is not None and end > received + 1:  # late, not quiet
                 if partition in self._stopped:  # (paused here: waited for until resumed)

@@ -112,7 +112,8 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
-            highwater=self._highwater, fetched_at=self._fetched_at, align_ms=s.align_ms,
+            highwater=self._highwater, fetched_at=self._fetched_at,
+            requested_at=self._fetch_requested_at, align_ms=s.align_ms,
             align_skew_ms=s.align_skew_ms, gate_wait_ms=s.hop_wait_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data, partitions=s.partitions,
@@ -419,6 +420,13 @@ class Warden:
         """Wall time (ms) of the last fetch answered for an input partition (None: none yet)."""
         try:
             return self.app.consumer.fetched_at(TP(topic, partition))
+        except (KeyError, AssertionError, AttributeError):
+            return None
+
+    def _fetch_requested_at(self, topic: str, partition: int) -> int | None:
+        """Wall time (ms) the fetch request behind an input partition's highwater was sent."""
+        try:
+            return self.app.consumer.fetch_requested_at(TP(topic, partition))
         except (KeyError, AssertionError, AttributeError):
             return None
 

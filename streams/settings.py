@@ -37,6 +37,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int = 0) -> int | None:
+    """An integer, or None when unset, empty or "off"."""
+    if env.get(name, "").lower() in ("", "off"):
+        return None
+    return _int(env, name, 0, minimum=minimum)
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     value: float = _number(env, name, default, float, "a number of seconds")
     if not value > 0:  # (also NaN)
@@ -83,7 +90,7 @@ class Settings:
     idle_advance: bool = True
     idle_grace_ms: int = 2000
     align_ms: int = 100
-    align_skew_ms: int = 100
+    align_skew_ms: int | None = None  # None: the fetch rule is off (streams/alignment.py)
     stall_s: int = 30
     max_in_flight: int = 5000
     hop_wait_ms: int = 10_000
@@ -130,7 +137,7 @@ class Settings:
             "idle_advance": _bool(env, "WARDEN_IDLE_ADVANCE", cls.idle_advance),
             "idle_grace_ms": _int(env, "WARDEN_IDLE_GRACE_MS", cls.idle_grace_ms),
             "align_ms": _int(env, "WARDEN_ALIGN_MS", cls.align_ms, minimum=0),
-            "align_skew_ms": _int(env, "WARDEN_ALIGN_SKEW_MS", cls.align_skew_ms, minimum=0),
+            "align_skew_ms": _optional_int(env, "WARDEN_ALIGN_SKEW_MS", minimum=0),
             "stall_s": _int(env, "WARDEN_STALL_S", cls.stall_s, minimum=1),
             "max_in_flight": _int(env, "WARDEN_MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
             "hop_wait_ms": _int(env, "WARDEN_HOP_WAIT_MS", cls.hop_wait_ms, minimum=0),

@@ -42,7 +42,7 @@ from detectors.messages import (
     ReportsJudged,
     ReportWeighed,
 )
-from streams.alignment import FETCH_SKEW_MS, InputAlignment
+from streams.alignment import InputAlignment
 from streams.deadletters import dead_letter
 from streams.device_stage import (
     HOP_WAIT_MS,
@@ -152,7 +152,8 @@ class AccountStage:
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  highwater: Callable[[str, int], int | None] = lambda topic, partition: 0,
                  fetched_at: Callable[[str, int], int | None] = lambda topic, partition: None,
-                 align_ms: int = 0, align_skew_ms: int = FETCH_SKEW_MS,
+                 requested_at: Callable[[str, int], int | None] = lambda topic, partition: None,
+                 align_ms: int = 0, align_skew_ms: int | None = None,
                  gate_wait_ms: int = HOP_WAIT_MS) -> None:
         self.policy = policy
         self.partitions = partitions
@@ -194,10 +195,13 @@ class AccountStage:
         self.progress_wall: dict[tuple[str, int], int] = {}
         self.highwater = highwater
         self.fetched_at = fetched_at
+        self.requested_at = requested_at
         # highwaters read during a batch, each asked of the consumer once (`_end`), and the
-        # wall times of the fetches they came with, read just before them (`_fetched`)
+        # wall times of the fetches they came with and of those fetches' requests, read just
+        # before them (`_fetched`, `_requested`)
         self._ends: dict[tuple[str, int], int | None] | None = None
         self._fetches: dict[tuple[str, int], int | None] = {}
+        self._requests: dict[tuple[str, int], int | None] = {}
         # per (topic, partition) of an input topic: newest ts and last offset handled
         self.topic_ts: dict[tuple[str, int], int] = {}
         self.topic_offset: dict[tuple[str, int], int] = {}
@@ -211,6 +215,7 @@ class AccountStage:
                                         wall_ms=lambda: self.wall_ms(),
                                         highwater=lambda t, p: self._end(t, p),
                                         fetched_at=lambda t, p: self._fetched(t, p),
+                                        requested_at=lambda t, p: self._requested(t, p),
                                         fetch_skew_ms=align_skew_ms)
 
     # --- per batch --------------------------------------------------------------
@@ -229,6 +234,7 @@ class AccountStage:
         finally:
             self._ends = None
             self._fetches.clear()
+            self._requests.clear()
 
     def _end(self, topic: str, partition: int) -> int | None:
         """The input topic-partition's highwater; during a batch, as it was first read in it.
@@ -241,6 +247,7 @@ class AccountStage:
         key = (topic, partition)
         if key not in ends:
             self._fetches[key] = self.fetched_at(topic, partition)
+            self._requests[key] = self.requested_at(topic, partition)
             ends[key] = self.highwater(topic, partition)
         return ends[key]
 
@@ -254,6 +261,15 @@ class AccountStage:
         if key not in self._ends:
             self._end(topic, partition)
         return self._fetches[key]
+
+    def _requested(self, topic: str, partition: int) -> int | None:
+        """When the fetch request behind that highwater was sent (`_fetched`'s twin)."""
+        if self._ends is None:
+            return self.requested_at(topic, partition)
+        key = (topic, partition)
+        if key not in self._ends:
+            self._end(topic, partition)
+        return self._requests[key]
 
     def _process(self, records: list[Record]) -> Batch:
         work = _Work(self)

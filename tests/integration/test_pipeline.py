@@ -179,18 +179,17 @@ def test_inputs_paused_for_their_replies_lost_nothing(live):
     assert pauses and sum(pauses.values()) > 0
 
 
-def test_held_inputs_leave_once_a_fetch_finds_the_quiet_topics_empty(live, workload):
-    """Most inputs find `moderation-commands` (and often `message-reports`) with nothing at or
-    after their time: before the fetch rule each of them waited out WARDEN_ALIGN_MS (100 ms),
-    32,000 of 40,000 in a 20 s run of bench/perf.py's latency phase, 7,882 of 8,000 here.
-    A fetch answered WARDEN_ALIGN_SKEW_MS after theirs that found those topics empty lets
-    them go (streams/alignment.py): 3,466, 4,472 and 2,991 of 8,000 waited it out with the default
-    (100 ms). With 20 ms, 673 did in one run, but another (CI) applied 13 inputs out of
-    event-time order: this producer flushes chunks of 100 inputs, appended over several
-    requests."""
+def test_every_input_was_applied_in_event_time_order(live, workload):
+    """The producer here sends 400 inputs/s in flushed chunks of 100, and a chunk's records
+    reach the broker over several requests, not in the order they were given. Inputs wait
+    for the quiet topics (WARDEN_ALIGN_MS), so none is applied ahead of an earlier one.
+
+    With the fetch rule on (WARDEN_ALIGN_SKEW_MS=100), fewer waits ran out (2,526-4,472 of
+    8,000 against 7,778-7,929 without it), but 3 of 9 runs applied 5-24 inputs out of
+    event-time order: so it is off by default (streams/alignment.py `FETCH_SKEW_MS`)."""
     text = metrics_text(live["worker"])
     timeouts = sum(metric_samples(text, "warden_alignment_timeouts_total").values())
     out_of_order = sum(metric_samples(text, "warden_inputs_out_of_order_total").values())
-    print(f"alignment waits that ran out: {timeouts:.0f} of {len(workload)} inputs")
-    assert timeouts < 0.75 * len(workload)
+    print(f"alignment waits that ran out: {timeouts:.0f} of {len(workload)} inputs; "
+          f"{out_of_order:.0f} applied out of event-time order")
     assert out_of_order == 0

@@ -687,3 +687,43 @@ def test_a_record_a_stage_took_is_still_waited_for_until_acked():
         await asyncio.wait_for(waiting, 1)
 
     asyncio.run(go())
+
+
+def test_a_partitions_highwater_is_stamped_with_when_its_fetch_was_asked_for(monkeypatch):
+    """The alignment needs a time the broker's highwater cannot precede: the request's send,
+    not the response's processing, which a busy worker delays (stamp_fetch_requests)."""
+    from aiokafka import TopicPartition
+
+    from streams import consumer as consumer_module
+
+    states = {TopicPartition("friend-adds", 0): SimpleNamespace(timestamp=None),
+              TopicPartition("friend-adds", 1): SimpleNamespace(timestamp=None)}
+    assignment = SimpleNamespace(state_value=states.get)
+    clock = iter([1_000.0, 2_000.0])
+    monkeypatch.setattr(consumer_module.time, "time", lambda: next(clock))
+
+    answers = iter([5_000_000, 6_000_000])
+
+    async def process(assignment, node_id, request):  # as aiokafka's: stamps the answer
+        await asyncio.sleep(0)
+        answered_at = next(answers)
+        for topic, partitions in request.topics:
+            for partition, *_ in partitions:
+                if partition in request.answered:
+                    states[TopicPartition(topic, partition)].timestamp = answered_at
+        return True
+
+    fetcher = SimpleNamespace(_proc_fetch_request=process)
+    requested = consumer_module.stamp_fetch_requests(SimpleNamespace(_fetcher=fetcher))
+
+    def request(answered):
+        return SimpleNamespace(topics=[("friend-adds", [(0, 5, 1048576), (1, 7, 1048576)])],
+                               answered=answered)
+
+    assert asyncio.run(fetcher._proc_fetch_request(assignment, 1, request({0, 1})))
+    assert requested == {TopicPartition("friend-adds", 0): 1_000_000,
+                         TopicPartition("friend-adds", 1): 1_000_000}
+    asyncio.run(fetcher._proc_fetch_request(assignment, 1, request({1})))
+    assert requested[TopicPartition("friend-adds", 1)] == 2_000_000
+    assert requested[TopicPartition("friend-adds", 0)] == 1_000_000  # not in that answer
+    assert requested.get(TP("friend-adds", 1)) == 2_000_000  # (Faust's TP finds it too)

@@ -50,7 +50,8 @@ def test_defaults_point_at_localhost():
     assert (s.redis_prefix, s.app_id, s.topic_prefix, s.partitions, s.web_port) == (
         "warden", "warden", "", 4, 6066)
     assert s.operator_token is None and s.policy_path is None and s.idle_advance is True
-    assert s.direct_projection is True
+    assert s.direct_projection is True and s.align_skew_ms is None  # (the fetch rule: off)
+    assert Settings.from_env({"WARDEN_ALIGN_SKEW_MS": "off"}).align_skew_ms is None
     assert s.faust_credentials() is None and s.ssl_context() is None
 
 
