@@ -172,10 +172,6 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
         waits = worker.histogram_means("warden_record_wait_seconds")
         late = {k.split("=", 1)[1]: v
                 for k, v in worker.labelled("warden_inputs_out_of_order_total").items() if v}
-        projected = {f"{path} {k.split('=', 1)[1]}": v
-                     for path, name in (("direct", "warden_projection_direct_total"),
-                                        ("projector", "warden_projection_applied_total"))
-                     for k, v in worker.labelled(name).items() if v}
     finally:
         await redis.aclose()
 
@@ -191,8 +187,6 @@ async def latency_phase(*, bootstrap: str, redis_url: str, prefix: str, partitio
             "out_of_order_by_topic": late,
             # where records queued: the mean age of each batch's oldest record, by stage/source
             "record_wait_ms": dict(sorted(_wait_entries(waits))),
-            # decisions written to Redis: by the direct path and by the projector, by result
-            "projected": projected,
             **latency_summary([ms for _, ms in probe.samples]), "by_cause": by_cause(probe.samples)}
 
 

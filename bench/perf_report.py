@@ -206,10 +206,6 @@ def format_table(result: dict[str, Any]) -> str:
         if waits:
             lines.append("  oldest record of each batch when its stage took it, mean: "
                          + ", ".join(f"{k} {_num(v)} ms" for k, v in waits.items()))
-        projected = phase.get("projected") or {}
-        if projected:
-            lines.append("  decisions to Redis by writer and result: "
-                         + ", ".join(f"{k} {_num(v)}" for k, v in projected.items()))
         causes = phase.get("by_cause") or {}
         if causes:
             lines.append("  by cause (input topic / first trigger):")

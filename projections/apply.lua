@@ -7,21 +7,15 @@
 -- ARGV[7]  scopes JSON         ARGV[8]  level or ''        ARGV[9]  lift_at or ''
 -- ARGV[10] reason or ''        ARGV[11] at                 ARGV[12] appeal_allowed_at or ''
 -- ARGV[13] trigger mode (merge|keep)    ARGV[14] appeal op (set|clear|keep)
--- ARGV[15] the decision's triggers as JSON    ARGV[16] order (any|next)
--- ARGV[17..] the same triggers, one per argument
+-- ARGV[15] the decision's triggers as JSON    ARGV[16..] the same triggers, one per argument
 --
--- Returns {result, status, lift_at, since} of the state stored AFTER this call, also when the
--- decision is not applied, so the caller can (re)derive the active-set update on redelivery.
--- result: 1 applied, 0 skipped (seq already there), 2 deferred: order 'next' applies only the
--- account's next seq, so a writer that may miss decisions never applies one past a gap.
+-- Returns {applied 1|0, status, lift_at, since} of the state stored AFTER this call, also when
+-- the decision is skipped, so the caller can (re)derive the active-set update on redelivery.
 local seq = tonumber(ARGV[1])
 local cur = redis.call('HMGET', KEYS[1],
   'seq', 'status', 'lift_at', 'since', 'triggers', 'appeal_pending')
 if cur[1] and tonumber(cur[1]) >= seq then
   return {0, cur[2], cur[3], cur[4]}
-end
-if ARGV[16] == 'next' and tonumber(cur[1] or '0') ~= seq - 1 then
-  return {2, cur[2], cur[3], cur[4]}
 end
 
 local status = ARGV[6]
@@ -36,7 +30,7 @@ if status == 'restricted' then
     if ARGV[13] == 'merge' then
       local seen, list = {}, {}
       for _, t in ipairs(cjson.decode(cur[5])) do seen[t] = true end
-      for i = 17, #ARGV do seen[ARGV[i]] = true end
+      for i = 16, #ARGV do seen[ARGV[i]] = true end
       for t in pairs(seen) do list[#list + 1] = t end
       table.sort(list)
       local parts = {}

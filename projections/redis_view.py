@@ -6,9 +6,7 @@ share that slot, so they are a second, idempotent step: ZADD/ZREM derived from t
 status the script returns, also for skipped decisions. A crash between the two steps leaves
 the zsets stale until the batch is redelivered; the redelivery is skipped by the script and
 repairs the zsets. A batch costs two round trips: every EVALSHA in one pipeline, then every
-zset update in another. Two writers of one namespace must not interleave those steps (a
-zset update derived from an older status could land after a newer one's): the worker's
-projector and its direct path share a lock (streams/projector.py).
+zset update in another.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ from projections.view import (
 
 APPLY_SCRIPT = (Path(__file__).parent / "apply.lua").read_text(encoding="utf-8")
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode("utf-8")).hexdigest()
-_RESULTS: dict[int, ApplyResult] = {1: "applied", 0: "skipped", 2: "deferred"}
 _SCAN_COUNT = 1000
 _DIGEST_BATCH = 500
 
@@ -73,7 +70,7 @@ def _field(value: int | str | None) -> str:
     return "" if value is None else str(value)
 
 
-def script_args(d: Decision, history_cap: int, *, only_next: bool = False) -> list[str | bytes]:
+def script_args(d: Decision, history_cap: int) -> list[str | bytes]:
     """ARGV of apply.lua for one (checked) decision; see the script's header."""
     trigger_mode, appeal_op = transition(d["type"])
     scopes = sorted_unique(d["scopes"])
@@ -83,7 +80,7 @@ def script_args(d: Decision, history_cap: int, *, only_next: bool = False) -> li
         "restricted" if scopes else "clear", orjson.dumps(scopes), _field(d.get("level")),
         _field(d.get("lift_at")), _field(d.get("reason")), str(d["at"]),
         _field(d.get("appeal_allowed_at")), trigger_mode, appeal_op, orjson.dumps(triggers),
-        "next" if only_next else "any", *triggers,
+        *triggers,
     ]
 
 
@@ -110,18 +107,13 @@ class RedisView:
     def namespace(self) -> str:
         return self.keys.namespace
 
-    async def apply(self, decisions: Sequence[Decision], *,
-                    only_next: bool = False) -> list[ApplyResult]:
-        """Apply a batch: "applied" per new decision, "skipped" per one already projected.
-
-        `only_next`: apply a decision only if its account's stored seq is the one before it
-        ("deferred" otherwise), for a writer that may have missed some: it leaves them to
-        one that reads every decision in order, and never applies past a gap."""
+    async def apply(self, decisions: Sequence[Decision]) -> list[ApplyResult]:
+        """Apply a batch: "applied" per new decision, "skipped" per one already projected."""
         for d in decisions:
             check_decision(d)
         if not decisions:
             return []
-        rows = await self._run_script(decisions, only_next)
+        rows = await self._run_script(decisions)
         latest: dict[str, list[Any]] = {}
         for d, row in zip(decisions, rows, strict=True):
             latest[d["account_id"]] = row  # later rows of an account see the earlier writes
@@ -135,10 +127,9 @@ class RedisView:
                 pipe.zrem(self.keys.active, account)
                 pipe.zrem(self.keys.active_since, account)
         await pipe.execute()
-        return [_RESULTS[row[0]] for row in rows]
+        return ["applied" if row[0] == 1 else "skipped" for row in rows]
 
-    async def _run_script(self, decisions: Sequence[Decision],
-                          only_next: bool = False) -> list[Any]:
+    async def _run_script(self, decisions: Sequence[Decision]) -> list[Any]:
         """One pipeline of EVALSHA; reload and resend the whole batch (idempotent) on NOSCRIPT."""
         if not self._script_loaded:
             await self.redis.script_load(APPLY_SCRIPT)
@@ -148,7 +139,7 @@ class RedisView:
             for d in decisions:
                 account = d["account_id"]
                 pipe.evalsha(APPLY_SHA, 2, self.keys.acct(account), self.keys.hist(account),
-                             *script_args(d, self.history_cap, only_next=only_next))
+                             *script_args(d, self.history_cap))
             rows = await pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in rows):
                 await self.redis.script_load(APPLY_SCRIPT)  # e.g. after SCRIPT FLUSH / failover

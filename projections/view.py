@@ -42,7 +42,7 @@ DECISION_TYPES = (
 )
 DEFAULT_HISTORY_CAP = 50
 
-ApplyResult = Literal["applied", "skipped", "deferred"]  # deferred: RedisView only_next
+ApplyResult = Literal["applied", "skipped"]
 ActiveOrder = Literal["soonest_lift", "newest"]
 ACTIVE_ORDERS = ("soonest_lift", "newest")
 TriggerMode = Literal["merge", "keep"]

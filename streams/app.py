@@ -28,7 +28,7 @@ from streams.direct import RecordSink
 from streams.memory import HeapTrim
 from streams.metrics import Metrics
 from streams.projector import Projector
-from streams.records import compact, partition_of
+from streams.records import compact
 from streams.sending import send_batched
 from streams.sensors import WardenMonitor
 from streams.settings import Settings
@@ -280,7 +280,6 @@ class Warden:
             # (Faust waited for the batches: `Consumer.wait_empty`), and they are flushed
             async with self.account_state, self.device_state:
                 pass
-            await self.projector.drain_direct()  # (its partitions' projector may move)
             await self.app.producer.flush()
             self.account_stage.forget_partitions(range(self.settings.partitions))
             self.device_stage.forget_partitions(range(self.settings.partitions))
@@ -473,8 +472,6 @@ class Warden:
         flushed before Faust commits offsets, as Faust's own are."""
         self._commits += 1
         await self.produce(batch.outputs)
-        if self.settings.direct_projection:
-            self._project_direct(batch.outputs)
         if self._changelog_sent:
             sent, self._changelog_sent = self._changelog_sent, []
             await asyncio.gather(*sent)
@@ -489,22 +486,6 @@ class Warden:
                 value = table.data[key] = compact(value)
             changelog.append((self._changelogs[name], partition, key, value))
         self._changelog_sent = await send_batched(self._aiokafka_producer(), changelog)
-
-    def _project_direct(self, outputs: Sequence[Output]) -> None:
-        """Acknowledged decisions straight to Redis (streams/projector.py), those of the
-        partitions whose projector runs here: the two share a lock, not two workers."""
-        topic = self.settings.topics.decisions
-        decisions = [o for o in outputs if o.topic == topic]
-        if not decisions:
-            return
-        n, here = self.settings.partitions, set(self._assigned_decision_partitions())
-        self.projector.apply_direct([o.value for o in decisions
-                                     if o.key is not None and partition_of(o.key, n) in here])
-
-    def _assigned_decision_partitions(self) -> list[int]:
-        decisions = self.settings.topics.decisions
-        return sorted(tp.partition for tp in self.app.consumer.assignment()
-                      if tp.topic == decisions)
 
     def _aiokafka_producer(self) -> Any:
         """The aiokafka producer under Faust's, whose batches `send_batched` fills: the same

@@ -46,11 +46,6 @@ class Metrics:
         self.projection_applied = Counter("warden_projection_applied_total",
                                           "Decisions applied to the read model, by result",
                                           ["result"], registry=registry)
-        self.projection_direct = Counter(
-            "warden_projection_direct_total",
-            "Decisions the account stage handed to Redis once acknowledged, by result (applied; "
-            "skipped: there already; deferred: not the account's next seq; failed; shed), "
-            "the projector applies what this did not", ["result"], registry=registry)
         self.projection_errors = Counter("warden_projection_errors_total",
                                          "Failed attempts to write the read model", registry=registry)
         self.redis_up = Gauge("warden_redis_up", "1 when the last Redis call succeeded",

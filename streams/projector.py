@@ -5,16 +5,6 @@ idempotent script, so redelivery after a crash changes nothing. Redis being
 down never loses a decision: the batch is retried with capped exponential
 backoff (the consumer stops pulling meanwhile: back-pressure) and `/health`
 reports unhealthy until a write succeeds again.
-
-The direct path (`WARDEN_DIRECT_PROJECTION`): the account stage hands its decisions over
-once the broker has acknowledged them, so they reach Redis without waiting for the
-projector to read them back (one queue less on the worker's event loop). It is a shortcut,
-not a second source: it makes one attempt, applies a decision only as its account's next
-seq (a failed or shed attempt can leave a gap, never apply past one), and leaves
-everything else to the projector, which still applies every decision from the log and
-mostly finds them there already ("skipped"). Both hold one lock around each write, so
-one's active-set update, derived from the status its script read, cannot land after the
-other's newer one.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -38,7 +27,6 @@ log = logging.getLogger("warden.projector")
 
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
-DIRECT_MAX_PENDING = 10_000  # decisions queued on the direct path; past it they are shed
 
 
 class Projector:
@@ -49,9 +37,6 @@ class Projector:
         self.view: RedisView | None = None
         self.healthy = False
         self.last_error: str | None = None
-        self._writing = asyncio.Lock()  # one write at a time: projector and direct path
-        self._direct_tail: asyncio.Future[None] | None = None  # the direct path's last write
-        self._direct_pending = 0
 
     async def start(self) -> None:
         if self.redis is None:
@@ -85,9 +70,8 @@ class Projector:
         delay = BACKOFF_START_S
         while True:
             try:
-                async with self._writing:
-                    view = await self._current_view()
-                    results = await view.apply(decisions)
+                view = await self._current_view()
+                results = await view.apply(decisions)
             except (RedisError, OSError) as exc:
                 self._down(exc)
                 await asyncio.sleep(delay)
@@ -99,45 +83,6 @@ class Projector:
             self.metrics.projection_applied.labels(result).inc()
         if newest:
             self.metrics.projection_lag.set(max(0.0, time.time() - newest))
-
-    def apply_direct(self, values: Sequence[bytes]) -> None:
-        """Queue acknowledged decisions (JSON) for Redis now; writes run one at a time, in
-        the order given. Shed while Redis is down or too many wait: the projector has them."""
-        if not values:
-            return
-        if self.last_error is not None or self._direct_pending + len(values) > DIRECT_MAX_PENDING:
-            self.metrics.projection_direct.labels("shed").inc(len(values))
-            return
-        self._direct_pending += len(values)
-        self._direct_tail = asyncio.ensure_future(
-            self._write_direct(self._direct_tail, [orjson.loads(v) for v in values]))
-
-    async def _write_direct(self, before: asyncio.Future[None] | None,
-                            decisions: list[dict[str, Any]]) -> None:
-        try:
-            if before is not None:
-                await before  # (never raises: it catches what it can meet)
-            if self.last_error is not None:  # went down while this waited
-                self.metrics.projection_direct.labels("shed").inc(len(decisions))
-                return
-            await self.start()
-            async with self._writing:
-                view = await self._current_view()
-                results = await view.apply(decisions, only_next=True)
-        except (RedisError, OSError, ValueError) as exc:
-            self.metrics.projection_direct.labels("failed").inc(len(decisions))
-            if not isinstance(exc, ValueError):
-                self._down(exc)  # the projector's retries and the gauge refresh bring it back
-            return
-        finally:
-            self._direct_pending -= len(decisions)
-        for result in results:
-            self.metrics.projection_direct.labels(result).inc()
-
-    async def drain_direct(self) -> None:
-        """Wait for the direct path's queued writes (before a rebalance hands partitions on)."""
-        if self._direct_tail is not None:
-            await self._direct_tail
 
     async def refresh_active_gauge(self) -> None:
         if self.redis is None:
@@ -166,7 +111,6 @@ class Projector:
         self.metrics.redis_up.set(1)
 
     async def stop(self) -> None:
-        await self.drain_direct()
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None

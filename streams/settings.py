@@ -97,7 +97,6 @@ class Settings:
     tick_interval_s: float = 1.0
     sweep_interval_s: float = 30.0
     projection_batch: int = 500
-    direct_projection: bool = True
     log_level: str = "info"
     data_dir: str = ".run/worker"
 
@@ -143,7 +142,6 @@ class Settings:
             "hop_wait_ms": _int(env, "WARDEN_HOP_WAIT_MS", cls.hop_wait_ms, minimum=0),
             "sweep_interval_s": _seconds(env, "WARDEN_SWEEP_INTERVAL_S", cls.sweep_interval_s),
             "projection_batch": _int(env, "WARDEN_PROJECTION_BATCH", cls.projection_batch, minimum=1),
-            "direct_projection": _bool(env, "WARDEN_DIRECT_PROJECTION", cls.direct_projection),
             "log_level": env.get("WARDEN_LOG_LEVEL", cls.log_level),
             "data_dir": env.get("WARDEN_DATA_DIR", cls.data_dir),
         }

@@ -189,9 +189,7 @@ def test_the_latency_phase_says_where_records_queued_and_which_topics_came_late(
     r["latency"] = [{"rate": 2000, "seconds": 20, "p50_ms": 300.0, "p99_ms": 600.0,
                      "kept_up": True, "samples": 3, "out_of_order": 1.0,
                      "out_of_order_by_topic": {"room-creations": 1.0}, "align_timeouts": 0.0,
-                     "record_wait_ms": {"account <- inputs": 95.0, "device <- device-inbox": 29.0},
-                     "projected": {"direct applied": 3.0, "projector skipped": 3.0}}]
+                     "record_wait_ms": {"account <- inputs": 95.0, "device <- device-inbox": 29.0}}]
     text = report.format_table(r)
     assert "inputs applied out of event-time order: 1 (room-creations 1)" in text
     assert "account <- inputs 95 ms, device <- device-inbox 29 ms" in text
-    assert "decisions to Redis by writer and result: direct applied 3, projector skipped 3" in text

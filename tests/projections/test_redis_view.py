@@ -121,24 +121,3 @@ async def test_the_status_hash_is_readable_without_the_library(redis_client, cle
         "appeal_pending": "0", "appeal_allowed_at": "",
     }
     assert await redis_client.zscore(f"{cleanup_prefix}:g1:active", "acct-42") == T0 + 5
-
-
-async def test_only_next_applies_an_accounts_next_seq_and_never_one_past_a_gap(
-    redis_client, cleanup_prefix, log
-):
-    """The worker's direct path may miss a decision (a failed write); it must then leave
-    the account to the projector, which reads every decision in order."""
-    view, memory = RedisView(redis_client, cleanup_prefix, "g1"), InMemoryView()
-    first = log("acct-1", "restricted", at=T0, scopes=["report"], lift_at=T0 + 5)
-    second = log("acct-1", "extended", at=T0 + 1, scopes=["report", "add_friend"],
-                 lift_at=T0 + 9)
-    third = log("acct-1", "lifted", at=T0 + 9, reason="auto_quiet")
-    assert await view.apply([first], only_next=True) == ["applied"]
-    assert await view.apply([third], only_next=True) == ["deferred"]  # second went missing
-    assert (await view.status("acct-1")).seq == 1
-    assert await view.active() == [ActiveEntry("acct-1", T0 + 5, T0)]
-
-    assert await view.apply([first, second, third]) == ["skipped", "applied", "applied"]
-    assert await view.apply([third], only_next=True) == ["skipped"]
-    await memory.apply([first, second, third])
-    assert await view.digest() == await memory.digest()

@@ -21,10 +21,6 @@ KEY = b"acct-1"
 
 @pytest.fixture
 def warden(monkeypatch):
-    return _warden(monkeypatch)
-
-
-def _warden(monkeypatch):
     monkeypatch.setenv("WARDEN_TOPIC_PREFIX", "app-")
     monkeypatch.setenv("WARDEN_PARTITIONS", "1")
     monkeypatch.setattr(Warden, "recovered", property(lambda self: True))
@@ -128,39 +124,3 @@ def test_each_batch_records_how_long_its_oldest_record_of_each_source_waited(war
 
     assert observed("inputs") == (1, 0.3)
     assert observed("account-inbox") == (1, 0.05)
-
-
-def test_acknowledged_decisions_go_straight_to_redis_when_their_projector_runs_here(
-        monkeypatch):
-    """The direct path and the projector of a partition share one lock, so the direct path
-    takes only the decisions of partitions whose projector this worker has."""
-    monkeypatch.setenv("WARDEN_TOPIC_PREFIX", "app-")
-    monkeypatch.setenv("WARDEN_PARTITIONS", "4")
-    warden = Warden(Settings.from_env())
-    names = warden.settings.topics
-    keys = {app_module.partition_of(f"acct-{i}".encode(), 4): f"acct-{i}".encode()
-            for i in range(40)}
-    monkeypatch.setattr(warden, "_assigned_decision_partitions", lambda: [1, 3])
-    handed: list[list[bytes]] = []
-    monkeypatch.setattr(warden.projector, "apply_direct", handed.append)
-    outputs = [Output(names.decisions, keys[p], b"decision %d" % p) for p in range(4)]
-    warden._project_direct([*outputs, Output(names.account_inbox, keys[1], b"a reply")])
-    assert handed == [[b"decision 1", b"decision 3"]]
-
-
-@pytest.mark.parametrize("setting, handed_over", [("1", 1), ("0", 0)])
-def test_a_commit_hands_its_decisions_over_once_produced_unless_turned_off(
-        setting, handed_over, monkeypatch):
-    monkeypatch.setenv("WARDEN_DIRECT_PROJECTION", setting)
-    warden = _warden(monkeypatch)
-    monkeypatch.setattr(warden, "_assigned_decision_partitions", lambda: [0])
-    order = []
-    monkeypatch.setattr(warden, "produce", lambda outputs: _done(order.append("produced")))
-    monkeypatch.setattr(warden.projector, "apply_direct", lambda values: order.append(values))
-    decision = Output(warden.settings.topics.decisions, KEY, b"decided")
-    asyncio.run(warden.commit(Batch(outputs=[decision])))
-    assert order == ["produced", [b"decided"]][:1 + handed_over]
-
-
-async def _done(_: object) -> None:
-    return None

@@ -38,7 +38,6 @@ EVERY_VARIABLE = {
     "WARDEN_HOP_WAIT_MS": "2500",
     "WARDEN_SWEEP_INTERVAL_S": "2.5",
     "WARDEN_ALIGN_SKEW_MS": "50",
-    "WARDEN_DIRECT_PROJECTION": "off",
 }
 
 
@@ -50,7 +49,7 @@ def test_defaults_point_at_localhost():
     assert (s.redis_prefix, s.app_id, s.topic_prefix, s.partitions, s.web_port) == (
         "warden", "warden", "", 4, 6066)
     assert s.operator_token is None and s.policy_path is None and s.idle_advance is True
-    assert s.direct_projection is True and s.align_skew_ms is None  # (the fetch rule: off)
+    assert s.align_skew_ms is None  # (the fetch rule: off)
     assert Settings.from_env({"WARDEN_ALIGN_SKEW_MS": "off"}).align_skew_ms is None
     assert s.faust_credentials() is None and s.ssl_context() is None
 
@@ -67,7 +66,7 @@ def test_every_warden_variable_is_parsed():
         web_port=7000, web_host="0.0.0.0", operator_token="op-token", protect_reads=True,
         policy_path="/etc/warden/policy.toml", idle_advance=False, idle_grace_ms=1500,
         projection_batch=250, log_level="debug", data_dir="/var/lib/warden", hop_wait_ms=2500,
-        sweep_interval_s=2.5, align_skew_ms=50, direct_projection=False)
+        sweep_interval_s=2.5, align_skew_ms=50)
 
 
 def test_derived_names_carry_the_prefixes():
