@@ -727,3 +727,9 @@ def test_a_partitions_highwater_is_stamped_with_when_its_fetch_was_asked_for(mon
     assert requested[TopicPartition("friend-adds", 1)] == 2_000_000
     assert requested[TopicPartition("friend-adds", 0)] == 1_000_000  # not in that answer
     assert requested.get(TP("friend-adds", 1)) == 2_000_000  # (Faust's TP finds it too)
+
+
+def test_an_aiokafka_without_the_fetch_method_leaves_no_fetch_confirming_anything():
+    from streams import consumer as consumer_module
+
+    assert consumer_module.stamp_fetch_requests(SimpleNamespace(_fetcher=None)) == {}
