@@ -10,7 +10,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.consumer import PriorityConsumerThread, WardenConsumer, committable_offset, started
+from streams.consumer import (
+    FAIR_SHARE,
+    PriorityConsumerThread,
+    WardenConsumer,
+    committable_offset,
+    started,
+)
 from streams.direct import RecordSink
 
 
@@ -274,8 +280,17 @@ def thread_over(monkeypatch, buffered: dict[TP, list[int]], *, while_waiting=lam
         calls.append((set(partitions), timeout, max_records))
         if timeout:
             while_waiting()
-        return {tp: records for tp, records in buffered.items()
-                if records and (not partitions or tp in partitions)}
+        out = {}
+        for tp in list(buffered):  # as aiokafka's: in order, up to `max_records` in all
+            if not buffered[tp] or (partitions and tp not in partitions):
+                continue
+            out[tp] = buffered[tp][:max_records]
+            buffered[tp] = buffered[tp][len(out[tp]):]
+            if max_records is not None:
+                max_records -= len(out[tp])
+                if not max_records:
+                    break
+        return out
 
     monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", fetched)
     thread = object.__new__(PriorityConsumerThread)
@@ -288,7 +303,7 @@ async def test_ready_inbox_records_come_first_and_the_backlog_is_not_waited_for(
     thread, calls = thread_over(monkeypatch, {TOPIC: [1, 2], INBOX: [7]})
     records = await thread._fetch_records(None, {TOPIC, INBOX}, timeout=1.0, max_records=500)
     assert list(records) == [INBOX, TOPIC]
-    assert calls == [({INBOX}, 0, None), ({TOPIC}, 0, 500)]
+    assert calls[:2] == [({INBOX}, 0, None), ({TOPIC}, 0, min(FAIR_SHARE, 500))]
 
 
 @pytest.mark.asyncio
@@ -296,7 +311,8 @@ async def test_with_no_inbox_record_ready_it_waits_for_any_partition_as_aiokafka
     thread, calls = thread_over(monkeypatch, {TOPIC: [1, 2]})
     records = await thread._fetch_records(None, {TOPIC, INBOX}, timeout=1.0, max_records=500)
     assert records == {TOPIC: [1, 2]}
-    assert calls[-1] == ({TOPIC, INBOX}, 1.0, 500)
+    assert calls[1] == ({TOPIC, INBOX}, 1.0, min(FAIR_SHARE, 500))  # (then more, not waiting)
+    assert all(timeout == 0 for _, timeout, _ in calls[2:])
 
 
 @pytest.mark.asyncio
@@ -733,3 +749,30 @@ def test_an_aiokafka_without_the_fetch_method_leaves_no_fetch_confirming_anythin
     from streams import consumer as consumer_module
 
     assert consumer_module.stamp_fetch_requests(SimpleNamespace(_fetcher=None)) == {}
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_is_handed_out_in_turns_of_each_partition_not_one_fetch_at_a_time(
+        monkeypatch):
+    """aiokafka hands out its buffer in fetch order and leaves a partition it took part of
+    first in line: one partition's whole fetch (thousands of records) went before the next
+    one's, and inputs of the starved topics' partition waited for them (the alignment) as did
+    every device check (their frontier): 48 inputs settled in one backlog's first 5 s."""
+    from collections import OrderedDict
+
+    signals, adds, reports = (TP(topic, 1) for topic in ("signals", "adds", "reports"))
+    fetch = 3 * FAIR_SHARE
+    buffered = OrderedDict([(signals, list(range(fetch))), (adds, list(range(fetch))),
+                            (reports, list(range(fetch)))])
+    thread, _ = thread_over(monkeypatch, buffered)
+    consumer = SimpleNamespace(_fetcher=SimpleNamespace(_records=buffered))
+    live = {signals, adds, reports}
+    turns = [await thread._fetch_records(consumer, live, timeout=1.0, max_records=FAIR_SHARE)
+             for _ in range(4)]
+    assert [list(turn) for turn in turns] == [[signals], [adds], [reports], [signals]]
+    assert turns[3][signals] == list(range(FAIR_SHARE, 2 * FAIR_SHARE))  # (each in order)
+    more = await thread._fetch_records(consumer, live, timeout=1.0,
+                                       max_records=FAIR_SHARE + FAIR_SHARE // 2)
+    assert {tp: len(records) for tp, records in more.items()} == {
+        adds: FAIR_SHARE, reports: FAIR_SHARE // 2}
+    assert list(buffered)[0] == signals  # its turn next: it went longest without one
