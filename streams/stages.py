@@ -255,21 +255,21 @@ class AccountStage:
         """Wall time of the last fetch answered for an input topic-partition; during a batch,
         the one read just before the highwater `_end` keeps (the alignment relies on that
         highwater being at least as new as the fetch)."""
-        if self._ends is None:
-            return self.fetched_at(topic, partition)
-        key = (topic, partition)
-        if key not in self._ends:
-            self._end(topic, partition)
-        return self._fetches[key]
+        return self._read_with_end(topic, partition, self.fetched_at, self._fetches)
 
     def _requested(self, topic: str, partition: int) -> int | None:
         """When the fetch request behind that highwater was sent (`_fetched`'s twin)."""
+        return self._read_with_end(topic, partition, self.requested_at, self._requests)
+
+    def _read_with_end(self, topic: str, partition: int,
+                       read: Callable[[str, int], int | None],
+                       cache: dict[tuple[str, int], int | None]) -> int | None:
         if self._ends is None:
-            return self.requested_at(topic, partition)
+            return read(topic, partition)
         key = (topic, partition)
         if key not in self._ends:
             self._end(topic, partition)
-        return self._requests[key]
+        return cache[key]
 
     def _process(self, records: list[Record]) -> Batch:
         work = _Work(self)
