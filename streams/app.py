@@ -112,8 +112,9 @@ class Warden:
         self.account_stage = AccountStage(
             policy=self.policy, names=s.topics, partitions=s.partitions,
             accounts=self.accounts.data, clocks=self.clocks.data, metrics=self.metrics,
-            highwater=self._highwater, fetched_at=self._fetched_at,
-            requested_at=self._fetch_requested_at, align_ms=s.align_ms,
+            highwater=self._partition_reader("highwater"),
+            fetched_at=self._partition_reader("fetched_at"),
+            requested_at=self._partition_reader("fetch_requested_at"), align_ms=s.align_ms,
             align_skew_ms=s.align_skew_ms, gate_wait_ms=s.hop_wait_ms)
         self.device_stage = DeviceStage(policy=self.policy, names=s.topics,
                                         devices=self.devices.data, partitions=s.partitions,
@@ -408,26 +409,18 @@ class Warden:
         log.warning("consumer passed offsets %d..%d of %s[%d] without handling them",
                     first, last, tp.topic, tp.partition)
 
-    def _highwater(self, topic: str, partition: int) -> int | None:
-        """End offset the consumer last heard of for an input partition (None: not fetched)."""
-        try:
-            return self.app.consumer.highwater(TP(topic, partition))
-        except (KeyError, AssertionError, AttributeError):
-            return None
-
-    def _fetched_at(self, topic: str, partition: int) -> int | None:
-        """Wall time (ms) of the last fetch answered for an input partition (None: none yet)."""
-        try:
-            return self.app.consumer.fetched_at(TP(topic, partition))
-        except (KeyError, AssertionError, AttributeError):
-            return None
-
-    def _fetch_requested_at(self, topic: str, partition: int) -> int | None:
-        """Wall time (ms) the fetch request behind an input partition's highwater was sent."""
-        try:
-            return self.app.consumer.fetch_requested_at(TP(topic, partition))
-        except (KeyError, AssertionError, AttributeError):
-            return None
+    def _partition_reader(self, method: str) -> Callable[[str, int], int | None]:
+        """The consumer's `method` for an input partition, or None when it does not know yet
+        (not assigned, not fetched): `highwater`, the end offset it last heard of;
+        `fetched_at`, the wall time (ms) of the last fetch answered; `fetch_requested_at`,
+        when the fetch request behind that highwater was sent."""
+        def read(topic: str, partition: int) -> int | None:
+            try:
+                value: int | None = getattr(self.app.consumer, method)(TP(topic, partition))
+                return value
+            except (KeyError, AssertionError, AttributeError):
+                return None
+        return read
 
     def _assigned_device_partitions(self) -> list[int]:
         inbox = self.settings.topics.device_inbox
