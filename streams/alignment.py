@@ -183,7 +183,9 @@ class InputAlignment:
         self.newest[key] = max(ts, self.newest.get(key, ts))
         self.received[key] = max(rec.offset, self.received.get(key, -1))
         now = self.delivered[key] = self.wall_ms()
-        fetched = self.fetched_at(rec.topic, rec.partition)  # (its own fetch's, or a later one)
+        # its own fetch's time, or a later one (read only for the fetch rule, which is off
+        # by default: one call into the consumer per input otherwise)
+        fetched = None if self.fetch_skew_ms is None else self.fetched_at(rec.topic, rec.partition)
         heapq.heappush(heap, [ts, self._arrivals, now, rec, event,
                               now if fetched is None else min(fetched, now)])
         self._bytes[rec.partition] = self._bytes.get(rec.partition, 0) + _size(rec)

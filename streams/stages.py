@@ -743,14 +743,15 @@ class _Work:
             stage.topic_ts[topic_partition] = max(item.ts, stage.topic_ts.get(topic_partition, item.ts))
             self.advance(rec.partition, item.ts)
             stage.last_event_wall[rec.partition] = stage.wall_ms()
-            if self.first_sighting(key_of(item), item.event_id, rec.partition):
-                self.deliver(rec, key_of(item), item)
+            account_id = key_of(item)
+            if self.first_sighting(account_id, item.event_id, rec.partition):
+                self.deliver(rec, account_id, item)
             else:
                 metrics.duplicates.labels(stage.names.canonical(rec.topic)).inc()
                 self.settled += 1
             # handled only now: lifts its backlog was holding back may fire
             stage.topic_offset[topic_partition] = max(rec.offset, stage.topic_offset.get(topic_partition, -1))
-            stage.progress_wall[topic_partition] = stage.wall_ms()
+            stage.progress_wall[topic_partition] = stage.last_event_wall[rec.partition]
             self.fire_due_by(rec.partition, self.clock(rec.partition))
         else:
             msg: Any = item
@@ -902,10 +903,15 @@ class _Work:
         (pipelined cross-key answers); replay would have lifted before anything
         else touched the account, so the same happens here, per account.
         """
-        partition = self.partition_for(rec, account_id.encode())
-        self.lift_if_due(account_id, partition, before_ts=getattr(msg, "ts", None))
+        key = account_id.encode()
+        partition = self.partition_for(rec, key)
+        record = self.record(key)
+        # (most accounts are not restricted: no lift to look for, before or after)
+        if record.state.lifecycle.restriction is not None:
+            self.lift_if_due(account_id, partition, before_ts=getattr(msg, "ts", None))
         self._apply(rec, account_id, msg, partition)
-        self.lift_if_due(account_id, partition)
+        if record.state.lifecycle.restriction is not None:
+            self.lift_if_due(account_id, partition)
 
     def lift_if_due(self, account_id: str, partition: int, *, before_ts: int | None = None) -> None:
         """Fire the account's lift where replay would: once the clock (held back by lagging
