@@ -295,6 +295,26 @@ def test_sweep_forgets_idle_accounts_and_old_dedupe_ids_but_keeps_restricted_one
     assert load_account(bus.accounts[b"emu"]).seen == {}  # dedupe ids past the horizon
 
 
+def test_a_hot_account_ignores_a_repeat_whose_id_was_sealed_and_forgets_it_past_the_horizon():
+    """Dedupe ids are kept in sealed chunks past 128 (streams/records.py `SeenIds`): a repeat
+    of the first of 200 inputs is still ignored, and after 8 days the sweep drops them."""
+    bus = Bus()
+    for i in range(200):
+        bus.feed("friend-adds", {"event_id": f"h{i}", "ts": T0 + i * 60_000,
+                                 "account_id": "hot", "friend_id": f"f{i % 7}"})
+    record = load_account(bus.accounts[b"hot"])
+    assert len(record.seen) == 200 and record.seen.sealed
+    bus.feed("friend-adds", {"event_id": "h0", "ts": T0, "account_id": "hot", "friend_id": "f0"})
+    assert bus.registry.get_sample_value(
+        "warden_duplicate_events_total", {"topic": "friend-adds"}) == 1
+    for partition in range(PARTITIONS):
+        bus.commit(bus.account.process([bus.record(NAMES.account_inbox, None,
+                                                   encode_tick(T0 + 8 * 86_400_000), partition)]))
+    for _ in range(3):
+        bus.commit(bus.account.sweep(limit=1))
+    assert b"hot" not in bus.accounts or load_account(bus.accounts[b"hot"]).seen == {}
+
+
 def test_a_lift_passed_while_replies_were_in_flight_fires_before_the_next_reply():
     """Two device uses in flight at once; the first restricts with a lift_at the clock has
     already passed (the second is 15 days later): replay lifts before applying the second."""
@@ -490,18 +510,18 @@ def test_an_account_awaiting_a_reply_stays_decoded_while_the_table_holds_what_wa
              "device_id": "dev-m"}
     rec = bus.record("friend-adds", b"mallory", orjson.dumps(value))
     follow = bus.commit(bus.account.process([rec]))
-    written, record = bus.account.awaiting_replies[b"mallory"]
+    written, record = bus.account.decoded_kept[b"mallory"]
     assert bus.accounts[b"mallory"] == written and record.pending.flight
     assert _Work(bus.account).record(b"mallory") is record
-    assert b"mallory" not in bus.account.awaiting_replies  # (taken out while in use)
+    assert b"mallory" not in bus.account.decoded_kept  # (taken out while in use)
 
-    bus.account.awaiting_replies[b"mallory"] = (written, record)
+    bus.account.decoded_kept[b"mallory"] = (written, record)
     bus.accounts[b"mallory"] = written.replace(b'"fa1"', b'"fa0"')  # changed since
     again = _Work(bus.account).record(b"mallory")
     assert again is not record and "fa0" in again.seen
     bus.accounts[b"mallory"] = written
     bus._deliver(follow)  # answered: nothing awaits, nothing is kept
-    assert bus.account.awaiting_replies == {}
+    assert bus.account.decoded_kept == {}
     assert [d["type"] for d in bus.decisions] == []
 
 
@@ -633,7 +653,7 @@ def test_a_never_restricted_accounts_device_uses_tell_its_devices_nothing():
     assert _pends(batch) == []
 
 
-def test_an_account_restricted_before_tells_its_devices_of_inputs_awaiting_replies():
+def test_an_account_restricted_before_tells_its_devices_of_inputs_decoded_kept():
     """A second restriction would be level 2, which `ban_evasion` reads: its devices hold
     other accounts' later uses until its replies are in."""
     day = 86_400_000
