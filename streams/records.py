@@ -85,69 +85,6 @@ def encode_tick(ts: int) -> bytes:
 SEAL_AT = 128  # dedupe ids per sealed chunk
 
 
-class SeenIds(dict[str, int]):
-    """The ids an account applied within the dedupe horizon: id -> event time first seen.
-
-    A dict for lookups, kept for the changelog as chunks: ids are added to `open`, and every
-    `SEAL_AT` of them are sealed, encoded to JSON once and written as that fragment from
-    then on. The record is re-written after every batch that touches its account, and a
-    hot account holds every id of the last 7 days (the spec's horizon): written as one
-    dict, 10,000 ids cost 0.8 ms of encoding per batch (bench/hot_account.py).
-    """
-
-    __slots__ = ("open", "sealed")
-
-    def __init__(self, ids: dict[str, int] | None = None,
-                 sealed: list[tuple[int, bytes]] | None = None) -> None:
-        super().__init__()
-        self.sealed: list[tuple[int, bytes]] = []  # (newest time in it, its JSON), oldest first
-        for newest, chunk in sealed or ():
-            super().update(orjson.loads(chunk))
-            self.sealed.append((newest, chunk))
-        self.open: dict[str, int] = dict(ids or {})
-        super().update(self.open)  # (after the chunks: an id seen again has its newer time)
-        if len(self.open) >= SEAL_AT:
-            self._seal()
-
-    def __setitem__(self, msg_id: str, ts: int) -> None:
-        super().__setitem__(msg_id, ts)
-        self.open[msg_id] = ts
-        if len(self.open) >= SEAL_AT:
-            self._seal()
-
-    def _seal(self) -> None:
-        self.sealed.append((max(self.open.values()), compact(orjson.dumps(self.open))))
-        self.open = {}
-
-    def without_older(self, cutoff: int) -> SeenIds | None:
-        """A copy without the ids first seen before `cutoff` (None: there are none). Those of
-        a sealed chunk go when all of it is older, so a chunk is never re-encoded; lookups
-        compare each id's own time with the horizon anyway (`_Work.first_sighting`)."""
-        sealed = [(newest, chunk) for newest, chunk in self.sealed if newest >= cutoff]
-        open_ = {k: t for k, t in self.open.items() if t >= cutoff}
-        if len(sealed) == len(self.sealed) and len(open_) == len(self.open):
-            return None
-        return SeenIds(open_, sealed)
-
-    def to_obj(self) -> tuple[dict[str, int], list[list[Any]]]:
-        """The open ids, and the sealed chunks as [newest, fragment]."""
-        return self.open, [[newest, orjson.Fragment(chunk)] for newest, chunk in self.sealed]
-
-    @classmethod
-    def from_obj(cls, ids: dict[str, int], sealed: list[list[Any]] | None) -> SeenIds:
-        """From `to_obj`'s two parts as decoded (the chunks' JSON made again, byte for byte:
-        orjson keeps the order of a decoded object's keys)."""
-        if not sealed:
-            return cls(ids)
-        seen = cls()
-        for newest, chunk in sealed:
-            dict.update(seen, chunk)
-            seen.sealed.append((newest, orjson.dumps(chunk)))
-        seen.open = ids
-        dict.update(seen, ids)
-        return seen
-
-
 @dataclass
 class AccountRecord:
     """Everything the account stage keeps for one account, in ONE changelog value.
@@ -157,36 +94,87 @@ class AccountRecord:
     before or wholly after a batch: redelivery is then skipped or repeated
     identically, never half-applied.
 
-    Encoded as [state, open ids, pending or null] plus, once it has any, [sealed chunks]
-    (`SeenIds`); a record from before the chunks has the first three only.
+    The record is re-written after every batch that touches the account, and a hot account
+    holds every id of the last 7 days (the spec's dedupe horizon): encoded as one dict,
+    10,000 ids cost 0.8 ms per batch (bench/hot_account.py). So once `SEAL_AT` ids are
+    unsealed they are sealed: encoded once, as a chunk of JSON written as it is from then
+    on. The value is [state, ids not sealed, pending or null], plus [[newest time, chunk],
+    ...] once there are chunks (a record from before the chunks has the first three only).
     """
 
     state: AccountState
-    seen: SeenIds
+    seen: dict[str, int]
     pending: Pending
+    sealed: list[tuple[int, bytes]] = field(default_factory=list)  # (newest time in it, JSON)
+    unsealed: dict[str, int] | None = None  # the ids of `seen` in no chunk (None: no chunks)
 
-    def __post_init__(self) -> None:
-        if type(self.seen) is not SeenIds:
-            self.seen = SeenIds(self.seen)
+    def see(self, msg_id: str, ts: int) -> None:
+        """Note an applied id (`ts`: when first seen, or seen again past the horizon)."""
+        if self.unsealed is not None:
+            if msg_id in self.seen:  # again, past the horizon (rare): the chunks are made
+                self.sealed, self.unsealed = [], None  # afresh at the next write
+            else:
+                self.unsealed[msg_id] = ts
+        self.seen[msg_id] = ts
+
+    def forget_seen_before(self, cutoff: int) -> bool:
+        """Forget the ids first seen before `cutoff`; False when there were none. Those of a
+        chunk go when all of it is older, so no chunk is encoded again: a lookup compares
+        each id's own time with the horizon anyway (`_Work.first_sighting`)."""
+        tail = self.seen if self.unsealed is None else self.unsealed
+        kept_tail = {k: t for k, t in tail.items() if t >= cutoff}
+        old = [chunk for newest, chunk in self.sealed if newest < cutoff]
+        if not old and len(kept_tail) == len(tail):
+            return False
+        seen = {k: t for k, t in self.seen.items() if k not in tail}
+        for chunk in old:
+            for msg_id in orjson.loads(chunk):
+                del seen[msg_id]
+        self.sealed = [c for c in self.sealed if c[0] >= cutoff]
+        seen.update(kept_tail)
+        self.seen = seen
+        self.unsealed = kept_tail if self.sealed else None
+        return True
 
     def encode(self) -> bytes | None:
         if not self.seen and not self.pending and account.is_droppable(self.state):
             return None
         pending = self.pending.to_obj() if self.pending else None
         state = orjson.Fragment(codec.encode_account(self.state))
-        open_, sealed = self.seen.to_obj()
-        if sealed:
-            return orjson.dumps([state, open_, pending, sealed])
-        return orjson.dumps([state, open_, pending])
+        tail = self.seen if self.unsealed is None else self.unsealed
+        if len(tail) >= SEAL_AT:
+            tail = self._seal(tail)
+        if not self.sealed:
+            return orjson.dumps([state, self.seen, pending])
+        chunks = [[newest, orjson.Fragment(chunk)] for newest, chunk in self.sealed]
+        return orjson.dumps([state, tail, pending, chunks])
+
+    def _seal(self, tail: dict[str, int]) -> dict[str, int]:
+        """Seal the unsealed ids in whole chunks of `SEAL_AT`; the ids left unsealed."""
+        items = list(tail.items())
+        whole = len(items) - len(items) % SEAL_AT
+        for at in range(0, whole, SEAL_AT):
+            chunk = dict(items[at:at + SEAL_AT])
+            self.sealed.append((max(chunk.values()), compact(orjson.dumps(chunk))))
+        self.unsealed = dict(items[whole:])
+        return self.unsealed
 
 
 def load_account(raw: bytes | None) -> AccountRecord:
     if raw is None:
-        return AccountRecord(account.EMPTY, SeenIds(), Pending())
+        return AccountRecord(account.EMPTY, {}, Pending())
     state, seen, pending, *sealed = orjson.loads(raw)
-    return AccountRecord(codec.account_from_obj(state),
-                         SeenIds.from_obj(seen, sealed[0] if sealed else None),
-                         Pending.from_obj(pending) if pending else Pending())
+    record = AccountRecord(codec.account_from_obj(state), seen,
+                           Pending.from_obj(pending) if pending else Pending())
+    if sealed:
+        ids: dict[str, int] = {}
+        for newest, chunk in sealed[0]:
+            ids.update(chunk)
+            # (the same bytes: orjson keeps a decoded object's key order)
+            record.sealed.append((newest, orjson.dumps(chunk)))
+        ids.update(seen)  # (no id is in two chunks, nor in one and unsealed: `see`)
+        record.seen, record.unsealed = ids, seen
+    return record
 
 
 @dataclass

@@ -22,7 +22,7 @@ def test_a_kept_value_costs_its_size_not_the_block_orjson_wrote_it_into():
     assert per_value < 200  # each value is about 40 bytes long; orjson's own output, 4 KiB
 
 
-# --- a hot account's dedupe ids (SeenIds) ------------------------------------------------------
+# --- a hot account's dedupe ids (sealed chunks) ------------------------------------------------
 
 def hot_record(ids: int, start: int = 1_000) -> AccountRecord:
     record = AccountRecord(account.EMPTY, {}, Pending())
@@ -31,28 +31,33 @@ def hot_record(ids: int, start: int = 1_000) -> AccountRecord:
     return record
 
 
-def test_every_128_ids_are_sealed_and_written_from_then_on_as_they_were_encoded():
+def test_every_128_ids_are_sealed_when_written_and_written_from_then_on_as_they_were_encoded():
     record = hot_record(300)
-    assert len(record.seen) == 300 and len(record.seen.sealed) == 2 and len(record.seen.open) == 44
-    assert record.seen.sealed[1][0] == 1_000 + 255  # (the newest time in the chunk)
-    loaded = load_account(record.encode())
-    assert loaded.seen == record.seen  # every id, with its time
-    assert loaded.seen.sealed == record.seen.sealed  # byte for byte: not encoded again
-    assert loaded.encode() == record.encode()
+    first = record.encode()
+    assert len(record.sealed) == 2 and record.unsealed is not None and len(record.unsealed) == 44
+    assert record.sealed[1][0] == 1_000 + 255  # (the newest time in the chunk)
+    loaded = load_account(first)
+    assert loaded.seen == record.seen  # every id, with its time, in the same order
+    assert list(loaded.seen) == list(record.seen)
+    assert loaded.sealed == record.sealed and loaded.unsealed == record.unsealed  # byte for byte
+    assert loaded.encode() == first
 
 
-def test_a_record_written_before_the_chunks_loads_whole_and_is_sealed():
+def test_a_record_written_before_the_chunks_loads_whole_and_is_sealed_at_its_next_write():
     ids = {f"e{i}": 1_000 + i for i in range(200)}
     raw = orjson.dumps([orjson.Fragment(codec.encode_account(account.EMPTY)), ids, None])
     loaded = load_account(raw)
-    assert loaded.seen == ids and len(loaded.seen.sealed) == 1 and loaded.seen.open == {}
-    assert load_account(loaded.encode()).seen == ids
+    assert loaded.seen == ids and loaded.sealed == []
+    again = load_account(loaded.encode())
+    assert again.seen == ids and len(again.sealed) == 1 and len(again.unsealed) == 72
 
 
-def test_an_id_seen_again_keeps_its_newer_time_after_a_round_trip():
-    record = hot_record(130)  # e0 is in the sealed chunk
-    record.seen["e0"] = 9_999  # seen again past the horizon
-    assert load_account(record.encode()).seen["e0"] == 9_999
+def test_an_id_seen_again_past_the_horizon_keeps_its_newer_time_after_a_round_trip():
+    record = load_account(hot_record(130).encode())  # e0 is in the sealed chunk
+    record.see("e0", 9_999)
+    again = load_account(record.encode())
+    assert again.seen["e0"] == 9_999 and len(again.seen) == 130
+    assert len(again.sealed) == 1 and len(again.unsealed) == 2  # (chunks made afresh)
 
 
 def test_a_small_record_is_encoded_as_before_the_chunks():
@@ -61,11 +66,11 @@ def test_a_small_record_is_encoded_as_before_the_chunks():
 
 
 def test_ids_older_than_a_cutoff_go_a_whole_sealed_chunk_at_a_time():
-    record = hot_record(300)  # chunks of e0-e127 and e128-e255, open e256-e299
-    assert record.seen.without_older(1_000) is None  # nothing older
-    kept = record.seen.without_older(1_000 + 200)
-    assert kept is not None
-    assert "e127" not in kept and "e128" in kept  # (e128's chunk has e200 and later)
-    assert "e299" in kept and len(kept.sealed) == 1
-    kept = record.seen.without_older(1_000 + 290)
-    assert kept is not None and set(kept) == {f"e{i}" for i in range(290, 300)}
+    record = load_account(hot_record(300).encode())  # chunks e0-e127, e128-e255; e256-e299
+    assert not record.forget_seen_before(1_000)  # nothing older
+    assert record.forget_seen_before(1_000 + 200)
+    assert "e127" not in record.seen and "e128" in record.seen  # (e128's chunk has e200+)
+    assert "e299" in record.seen and len(record.sealed) == 1 and len(record.unsealed) == 44
+    assert load_account(record.encode()).seen == record.seen
+    assert record.forget_seen_before(1_000 + 290)
+    assert set(record.seen) == {f"e{i}" for i in range(290, 300)} and record.sealed == [] and record.unsealed is None

@@ -303,7 +303,7 @@ def test_a_hot_account_ignores_a_repeat_whose_id_was_sealed_and_forgets_it_past_
         bus.feed("friend-adds", {"event_id": f"h{i}", "ts": T0 + i * 60_000,
                                  "account_id": "hot", "friend_id": f"f{i % 7}"})
     record = load_account(bus.accounts[b"hot"])
-    assert len(record.seen) == 200 and record.seen.sealed
+    assert len(record.seen) == 200 and record.sealed
     bus.feed("friend-adds", {"event_id": "h0", "ts": T0, "account_id": "hot", "friend_id": "f0"})
     assert bus.registry.get_sample_value(
         "warden_duplicate_events_total", {"topic": "friend-adds"}) == 1
