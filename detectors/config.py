@@ -92,6 +92,7 @@ class ReportersPolicy:
 @dataclass(frozen=True, slots=True)
 class StatePolicy:
     dedupe_horizon_ms: int
+    dedupe_ids_kept: int  # per account, at least (streams/records.py `AccountRecord`)
     max_devices_per_account: int
     max_accounts_per_device: int
     history_cap: int

@@ -83,6 +83,9 @@ def encode_tick(ts: int) -> bytes:
 
 
 SEAL_AT = 128  # dedupe ids per sealed chunk
+# the sealed chunks' JSON an account keeps at most, whatever `dedupe_ids_kept` says: its record
+# must fit in one Kafka record (1 MB; an id is up to 128 characters)
+SEALED_BYTES_KEPT = 512 * 1024
 
 
 @dataclass
@@ -95,11 +98,14 @@ class AccountRecord:
     identically, never half-applied.
 
     The record is re-written after every batch that touches the account, and a hot account
-    holds every id of the last 7 days (the spec's dedupe horizon): encoded as one dict,
-    10,000 ids cost 0.8 ms per batch (bench/hot_account.py). So once `SEAL_AT` ids are
-    unsealed they are sealed: encoded once, as a chunk of JSON written as it is from then
-    on. The value is [state, ids not sealed, pending or null], plus [[newest time, chunk],
-    ...] once there are chunks (a record from before the chunks has the first three only).
+    holds every id of the dedupe horizon (7 days): encoded as one dict, 10,000 ids cost
+    0.8 ms per batch (bench/hot_account.py), and at about 35,000 the record no longer fit
+    in a Kafka record: the changelog write failed and so did the worker, again at each
+    restart. So once `SEAL_AT` ids are unsealed they are sealed: encoded once, as a chunk of
+    JSON written as it is from then on; and past the policy's `dedupe_ids_kept` (or
+    `SEALED_BYTES_KEPT`) the oldest chunk is forgotten. The value is [state, ids not
+    sealed, pending or null], plus [[newest time, chunk], ...] once there are chunks (a
+    record from before the chunks has the first three only).
     """
 
     state: AccountState
@@ -136,27 +142,39 @@ class AccountRecord:
         self.unsealed = kept_tail if self.sealed else None
         return True
 
-    def encode(self) -> bytes | None:
+    def encode(self, ids_kept: int | None = None) -> bytes | None:
+        """The changelog value (None: nothing worth keeping). `ids_kept`: the policy's
+        `dedupe_ids_kept` (None: only `SEALED_BYTES_KEPT` bounds the chunks)."""
         if not self.seen and not self.pending and account.is_droppable(self.state):
             return None
         pending = self.pending.to_obj() if self.pending else None
         state = orjson.Fragment(codec.encode_account(self.state))
         tail = self.seen if self.unsealed is None else self.unsealed
         if len(tail) >= SEAL_AT:
-            tail = self._seal(tail)
+            tail = self._seal(tail, ids_kept)
         if not self.sealed:
             return orjson.dumps([state, self.seen, pending])
         chunks = [[newest, orjson.Fragment(chunk)] for newest, chunk in self.sealed]
         return orjson.dumps([state, tail, pending, chunks])
 
-    def _seal(self, tail: dict[str, int]) -> dict[str, int]:
-        """Seal the unsealed ids in whole chunks of `SEAL_AT`; the ids left unsealed."""
+    def _seal(self, tail: dict[str, int], ids_kept: int | None) -> dict[str, int]:
+        """Seal the unsealed ids in whole chunks of `SEAL_AT`, forget the oldest chunks past
+        `ids_kept` ids or `SEALED_BYTES_KEPT`; the ids left unsealed."""
         items = list(tail.items())
         whole = len(items) - len(items) % SEAL_AT
+        sealed = self.sealed
         for at in range(0, whole, SEAL_AT):
             chunk = dict(items[at:at + SEAL_AT])
-            self.sealed.append((max(chunk.values()), compact(orjson.dumps(chunk))))
+            sealed.append((max(chunk.values()), compact(orjson.dumps(chunk))))
         self.unsealed = dict(items[whole:])
+        # (the newest `ids_kept`, rounded up to whole chunks)
+        most = len(sealed) if ids_kept is None else max(1, -(-ids_kept // SEAL_AT))
+        size = sum(len(chunk) for _, chunk in sealed)
+        while len(sealed) > most or (size > SEALED_BYTES_KEPT and len(sealed) > 1):
+            _, chunk = sealed.pop(0)
+            size -= len(chunk)
+            for msg_id in orjson.loads(chunk):
+                del self.seen[msg_id]
         return self.unsealed
 
 

@@ -574,7 +574,7 @@ class AccountStage:
             forgot = record.forget_seen_before(clock - horizon + 1)
             if kept != record.state or forgot:
                 record.state = kept
-                value = record.encode()
+                value = record.encode(policy.state.dedupe_ids_kept)
                 batch.writes[("accounts", key)] = (partition, value)
         return batch
 
@@ -1060,9 +1060,10 @@ class _Work:
                 for topic in stage.names.inputs:
                     stage.progress_wall[(topic, partition)] = now
         decoded_kept = stage.decoded_kept
+        ids_kept = stage.policy.state.dedupe_ids_kept
         for key, partition in self.dirty.items():
             record = self.records[key]
-            value = record.encode()
+            value = record.encode(ids_kept)
             # (a hot account's record is big to decode: 2.6 ms with 10,000 dedupe ids)
             if value is not None and (record.pending.flight or record.sealed):
                 value = compact(value)  # (kept: not orjson's 4 KiB block)

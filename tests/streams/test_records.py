@@ -74,3 +74,19 @@ def test_ids_older_than_a_cutoff_go_a_whole_sealed_chunk_at_a_time():
     assert load_account(record.encode()).seen == record.seen
     assert record.forget_seen_before(1_000 + 290)
     assert set(record.seen) == {f"e{i}" for i in range(290, 300)} and record.sealed == [] and record.unsealed is None
+
+
+def test_past_the_ids_kept_the_oldest_chunk_is_forgotten():
+    record = hot_record(700)  # 5 chunks and 60 unsealed, with 512 kept: 4 chunks
+    record.encode(ids_kept=512)
+    assert len(record.sealed) == 4 and "e127" not in record.seen and "e128" in record.seen
+    assert len(record.seen) == 572 and load_account(record.encode(ids_kept=512)).seen == record.seen
+
+
+def test_the_chunks_kept_fit_in_a_kafka_record_whatever_the_ids_kept():
+    record = AccountRecord(account.EMPTY, {}, Pending())
+    for i in range(12_000):  # ids of 128 characters: about 1.7 MB of them
+        record.seen[f"{i:0128d}"] = 1_000 + i
+    value = record.encode(ids_kept=100_000)
+    assert value is not None and len(value) < 1_000_000
+    assert f"{11_999:0128d}" in load_account(value).seen  # (the newest are kept)

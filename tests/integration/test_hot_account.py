@@ -1,0 +1,74 @@
+"""A hot account's dedupe ids are bounded (README "Decisions where the spec is silent"):
+its changelog record stays under Kafka's 1 MB record limit however many events it sends.
+
+Before the bound, an account's record kept every id of the 7-day horizon: at 53 bytes per
+UUID-sized id, 20,000 events made a record over 1 MB, the changelog write failed
+(MessageSizeTooLargeError) and so did the worker, at every start."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+from drain import metric_samples, metrics_text, settled
+from harness import produce, running_worker, wait_for
+
+PARTITIONS = 2
+EVENTS = 24_000
+T0 = 1_767_225_600_000
+
+
+def friend_add(uid: str, i: int, account: str) -> dict:
+    # (ids of a UUID's length; one every 20 s: all of them within the 7-day horizon)
+    return {"event_id": f"{uid}-{i:025d}", "ts": T0 + 20_000 * i, "account_id": account,
+            "friend_id": f"friend-{i % 40}"}
+
+
+def largest_changelog_value(bootstrap: str, topic: str) -> int:
+    async def read() -> int:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    fetch_max_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            largest, idle = 0, 0
+            while idle < 3:
+                batches = await consumer.getmany(timeout_ms=1000)
+                idle = 0 if batches else idle + 1
+                for records in batches.values():
+                    largest = max([largest, *(len(r.value or b"") for r in records)])
+            return largest
+        finally:
+            await consumer.stop()
+    return asyncio.run(read())
+
+
+def test_a_hot_accounts_record_stays_under_a_kafka_record_and_its_recent_repeats_are_ignored(
+        tmp_path, kafka_bootstrap, redis_url):
+    uid = uuid.uuid4().hex[:10]
+    prefix, app_id = f"{uid}-", f"w{uid}"
+    env = {"WARDEN_KAFKA_BOOTSTRAP": kafka_bootstrap, "WARDEN_REDIS_URL": redis_url,
+           "WARDEN_TOPIC_PREFIX": prefix, "WARDEN_APP_ID": app_id,
+           "WARDEN_REDIS_PREFIX": app_id, "WARDEN_PARTITIONS": str(PARTITIONS)}
+    account = f"hot-{uid}"
+    inputs = [("friend-adds", friend_add(uid, i, account)) for i in range(EVENTS)]
+    with running_worker(tmp_path, env) as worker:
+        asyncio.run(produce(kafka_bootstrap, prefix, inputs))
+        wait_for(lambda: settled(worker, kafka_bootstrap, prefix, app_id, PARTITIONS),
+                 timeout=240, interval=2, what="every input applied")
+        newest, oldest = inputs[-1][1], inputs[0][1]
+        asyncio.run(produce(kafka_bootstrap, prefix, [("friend-adds", newest),
+                                                      ("friend-adds", oldest)]))
+        wait_for(lambda: settled(worker, kafka_bootstrap, prefix, app_id, PARTITIONS),
+                 timeout=60, interval=1, what="the repeats applied")
+        text = metrics_text(worker)
+        events = metric_samples(text, "warden_events_total")[(("topic", "friend-adds"),)]
+        duplicates = metric_samples(text, "warden_duplicate_events_total")
+        assert events == EVENTS + 2
+        # the newest id is a repeat; the oldest is past the account's newest 4,096 ids
+        assert duplicates == {(("topic", "friend-adds"),): 1.0}
+        assert worker.proc is not None and worker.proc.poll() is None and worker.starts == 1
+    largest = largest_changelog_value(kafka_bootstrap, f"{app_id}-accounts-changelog")
+    print(f"\nlargest account record on the changelog: {largest:,} bytes")
+    assert 0 < largest < 400_000  # (4,096 ids of 53 bytes are 217 KB)
