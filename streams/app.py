@@ -37,6 +37,10 @@ from streams.stages import AccountStage, Batch, DeviceStage, Output, Record
 log = logging.getLogger("warden")
 
 BATCH_MAX = 1000
+# the largest record the worker writes, and its tables' changelog topics take (Kafka's default
+# is 1 MB): an account's record holds the inputs parked behind its replies, and a hot account
+# in a backlog parks thousands before the pause for them (`_pace_inputs`) takes hold
+RECORD_MAX_BYTES = 16 * 1024 * 1024
 BATCH_WITHIN_S = 0.05
 # a batch also closes once nothing arrived for this long and nothing more is fetched
 # (streams/direct.py): at 200 events/s p50 298 -> 197 ms with 5 ms, throughput unchanged;
@@ -74,6 +78,7 @@ class Warden:
             web_graph_enabled=False,
             web_stats_enabled=False,
             producer_acks=-1,
+            producer_max_request_size=RECORD_MAX_BYTES,
             # a batch's outputs and state are sent together (streams/sending.py) and awaited at
             # once: a linger only delayed each batch (5 ms: commit p50 19 -> 10 ms at 2,000/s)
             producer_linger=0.0,
@@ -159,7 +164,8 @@ class Warden:
     def _declare_tables(self) -> None:
         def table(name: str) -> Any:
             return self.app.Table(name, default=None, partitions=self.settings.partitions,
-                                  key_type=bytes, value_type=bytes)
+                                  key_type=bytes, value_type=bytes,
+                                  extra_topic_configs={"max.message.bytes": str(RECORD_MAX_BYTES)})
 
         self.accounts = table("accounts")  # AccountRecord: state + applied ids + parked inputs
         self.clocks = table("clocks")
@@ -332,7 +338,10 @@ class Warden:
         reading its input topics until half of them are answered. Without it a backlog is
         read far ahead of the replies, every account waits on many of them with later
         inputs parked in its record, and the records (re-written to the changelog after
-        every batch) grow until the stage is mostly writing them.
+        every batch) grow until the stage is mostly writing them. So does a partition with
+        an account that has `ACCOUNT_PENDING_PAUSE` inputs waiting (in flight or parked),
+        until it has half as many: one hot account's backlog, parked behind its replies,
+        made a record of several MB (tests/integration/test_hot_account.py).
 
         Alignment: a partition whose alignment buffer is crowded stops reading the input
         topics ahead of its earliest held input (`InputAlignment.topics_ahead`).
@@ -349,12 +358,13 @@ class Warden:
         for partition in self._assigned_account_partitions():
             count = stage.in_flight.get(partition, 0)
             metrics.in_flight.labels(str(partition)).set(count)
-            if partition not in self.paused and count >= high:
+            crowded = stage.crowded_accounts.get(partition)
+            if partition not in self.paused and (count >= high or crowded):
                 self.paused.add(partition)
                 stage.alignment.stop(partition)
                 metrics.paused.labels(str(partition)).set(1)
                 metrics.pauses.inc()
-            elif partition in self.paused and count <= high // 2:
+            elif partition in self.paused and count <= high // 2 and not crowded:
                 self.paused.discard(partition)
                 stage.alignment.resume(partition)
                 metrics.paused.labels(str(partition)).set(0)

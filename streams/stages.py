@@ -86,6 +86,9 @@ MAX_DEAD_LETTER_KEY = 1024
 # enough for the steady state (at 2,000 events/s a few hundred await one), bounded under a
 # backlog, where hot accounts' decoded records (their dedupe ids) cost tens of KB each
 DECODED_KEPT = 4_096
+# an account with this many inputs waiting (in flight or parked) pauses its partition's input
+# topics until it has half as many (`Warden._pace_inputs`): its record holds them all
+ACCOUNT_PENDING_PAUSE = 2_000
 _UNSENT = object()
 
 
@@ -175,6 +178,9 @@ class AccountStage:
         # counted from this worker's start, so replies to older requests are not counted)
         self.in_flight: dict[int, int] = {}
         self.paused: set[int] = set()  # partitions whose input topics wait for replies (app)
+        # per partition: accounts with ACCOUNT_PENDING_PAUSE inputs waiting (until half as
+        # many) -> how many, as of the last batch that wrote them
+        self.crowded_accounts: dict[int, dict[bytes, int]] = {}
         # account partition -> device partition -> its frontier, from the `dmark`s in that
         # account partition's inbox; its lifts of accounts another can evade wait for the
         # lowest (`_Work.gated`): per partition, account key -> (lift_at, wall since)
@@ -666,6 +672,7 @@ class AccountStage:
             self.device_marks.pop(partition, None)  # (the device partitions announce again)
             self.device_marks_moved.pop(partition, None)
             self.in_flight.pop(partition, None)
+            self.crowded_accounts.pop(partition, None)
             self.applied_ts.pop(partition, None)
         self.alignment.forget(partitions)
         self.decoded_kept.clear()  # (the recovered table decides)
@@ -1070,6 +1077,13 @@ class _Work:
                 if len(decoded_kept) < DECODED_KEPT:
                     decoded_kept[key] = (value, record)
             self.batch.writes[("accounts", key)] = (partition, value)
+            waiting = len(record.pending.flight) + len(record.pending.parked)
+            if waiting >= ACCOUNT_PENDING_PAUSE:
+                stage.crowded_accounts.setdefault(partition, {})[key] = waiting
+            elif waiting <= ACCOUNT_PENDING_PAUSE // 2:
+                crowded = stage.crowded_accounts.get(partition)
+                if crowded:
+                    crowded.pop(key, None)
             since = pending_since(record, stage.policy)
             awaiting = stage.awaiting(partition)
             if since is not None:

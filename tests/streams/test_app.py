@@ -124,3 +124,12 @@ def test_each_batch_records_how_long_its_oldest_record_of_each_source_waited(war
 
     assert observed("inputs") == (1, 0.3)
     assert observed("account-inbox") == (1, 0.05)
+
+
+def test_the_tables_changelogs_and_the_producer_take_records_past_kafkas_1_mb_default(warden):
+    """An account's record holds the inputs parked behind its replies: a hot account's
+    backlog made one of 1.4 MB (tests/integration/test_hot_account.py)."""
+    assert warden.app.conf.producer_max_request_size == app_module.RECORD_MAX_BYTES
+    for table in (warden.accounts, warden.clocks, warden.devices, warden.device_held):
+        config = table.changelog_topic.config
+        assert config["max.message.bytes"] == str(app_module.RECORD_MAX_BYTES)

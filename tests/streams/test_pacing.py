@@ -74,6 +74,19 @@ def test_a_partition_waiting_for_its_replies_stops_reading_every_input_topic(mon
     assert consumer.held == set()
 
 
+def test_a_partition_with_an_account_crowded_by_waiting_inputs_stops_reading_its_topics(
+        monkeypatch):
+    """Its record holds them all: a hot account's backlog parked behind its replies made a
+    record too big for Kafka (tests/integration/test_hot_account.py)."""
+    warden, consumer, names = warden_on_one_partition(monkeypatch)
+    warden.account_stage.crowded_accounts[0] = {b"hot": 2_000}
+    asyncio.run(warden._pace_inputs())
+    assert consumer.held == {TP(t, 0) for t in names.inputs}
+    warden.account_stage.crowded_accounts[0] = {}
+    asyncio.run(warden._pace_inputs())
+    assert consumer.held == set()
+
+
 def test_inputs_held_for_alignment_wait_for_a_backlog_paused_for_replies(monkeypatch):
     """The paused backlog is silent because of the pause: the alignment buffer does not
     count that silence toward its backlog wait (streams/alignment.py `stop`)."""

@@ -315,6 +315,23 @@ def test_a_hot_account_ignores_a_repeat_whose_id_was_sealed_and_forgets_it_past_
     assert b"hot" not in bus.accounts or load_account(bus.accounts[b"hot"]).seen == {}
 
 
+def test_an_account_with_many_inputs_waiting_is_crowded_until_half_of_them_are_applied(
+        monkeypatch):
+    """`crowded_accounts` (the worker pauses the partition's inputs for it): inputs in flight
+    to the device stage and parked behind them count."""
+    import streams.stages as stages
+    monkeypatch.setattr(stages, "ACCOUNT_PENDING_PAUSE", 4)
+    bus = Bus()
+    inputs = [bus.record("friend-adds", b"busy", orjson.dumps(
+        {"event_id": f"b{i}", "ts": T0 + i, "account_id": "busy", "friend_id": f"f{i}",
+         **({"device_id": "d"} if i % 3 else {})})) for i in range(1, 7)]
+    follow = bus.commit(bus.account.process(inputs))  # replies not delivered yet
+    partition = partition_of(b"busy", PARTITIONS)
+    assert bus.account.crowded_accounts[partition] == {b"busy": 6}
+    bus._deliver(follow)
+    assert bus.account.crowded_accounts[partition] == {}
+
+
 def test_a_lift_passed_while_replies_were_in_flight_fires_before_the_next_reply():
     """Two device uses in flight at once; the first restricts with a lift_at the clock has
     already passed (the second is 15 days later): replay lifts before applying the second."""
