@@ -3,10 +3,12 @@ of an account that already applied N ids within the dedupe horizon (7 days by de
 
     python bench/hot_account.py [--ids 0,1000,10000] [--inputs 2000] [--batch 5]
 
-An account's record keeps every `event_id` it applied within the horizon, so replayed
-inputs are ignored (SPEC: repeats within 7 days). A bot that sends 1,500 events a day holds
-10,000 of them; the stage loads its record when a batch touches it and writes it back,
-whole, to the changelog after the batch. Each size is run on its own in-memory stages
+An account's record keeps the `event_id`s it applied within the horizon, so repeated
+inputs are ignored (README "Decisions where the spec is silent"). A bot that sends 1,500
+events a day has 10,000 of them; the stage loads its record when a batch touches it and
+writes it back, whole, to the changelog after the batch. It keeps at most the policy's
+`dedupe_ids_kept` (4,096) of them, so the sizes past that show what a record from before
+that bound costs until its first write (the record in the table holds all of them). Each size is run on its own in-memory stages
 (bench/stages_offline.py's `Bus`: no Kafka, no Redis) with the same inputs: device signals
 and friend adds of that one account, `--batch` records per topic and partition per batch
 (a hot account is in most of the worker's batches, with few of its inputs in each).
