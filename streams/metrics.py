@@ -100,6 +100,12 @@ class Metrics:
         self.batch_size = Histogram("warden_batch_events", "Records per processed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
                                     registry=registry)
+        self.record_bytes = Histogram(
+            "warden_account_record_bytes",
+            "Per account-stage batch, its largest account record written (a hot account's: "
+            "writes fail past 16 MiB, streams/app.py RECORD_MAX_BYTES)",
+            buckets=(1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216),
+            registry=registry)
 
     def event_in(self, topic: str, count: int = 1) -> None:
         """`warden_events_total{topic}` + `count`, with the labelled child looked up once per

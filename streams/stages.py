@@ -1068,6 +1068,7 @@ class _Work:
                     stage.progress_wall[(topic, partition)] = now
         decoded_kept = stage.decoded_kept
         ids_kept = stage.policy.state.dedupe_ids_kept
+        largest = 0
         for key, partition in self.dirty.items():
             record = self.records[key]
             value = record.encode(ids_kept)
@@ -1077,6 +1078,8 @@ class _Work:
                 if len(decoded_kept) < DECODED_KEPT:
                     decoded_kept[key] = (value, record)
             self.batch.writes[("accounts", key)] = (partition, value)
+            if value is not None and len(value) > largest:
+                largest = len(value)
             waiting = len(record.pending.flight) + len(record.pending.parked)
             if waiting >= ACCOUNT_PENDING_PAUSE:
                 stage.crowded_accounts.setdefault(partition, {})[key] = waiting
@@ -1091,6 +1094,8 @@ class _Work:
             else:
                 awaiting.pop(key, None)
             self.batch.outputs.extend(stage.announce(partition, key, record, since))
+        if largest:
+            stage.metrics.record_bytes.observe(largest)
         for partition, clock in self.clocks.items():
             if clock and clock != (stage.clock(partition) or 0):
                 self.batch.writes[("clocks", b"p%d" % partition)] = (partition, b"%d" % clock)

@@ -78,6 +78,9 @@ def test_a_hot_accounts_record_stays_under_a_kafka_record_and_its_recent_repeats
         # the account's newest 4,096 ids, so it is applied again
         assert duplicates == {(("topic", "friend-adds"),): 1.0 + redelivered}
         assert worker.proc is not None and worker.proc.poll() is None and worker.starts == 1
+        sizes = metric_samples(text, "warden_account_record_bytes_bucket")
+        batches = metric_samples(text, "warden_account_record_bytes_count")[()]
+        assert sizes[(("le", "4.194304e+06"),)] == batches  # (the alert's line: none past 4 MiB)
     largest = largest_changelog_value(kafka_bootstrap, f"{app_id}-accounts-changelog")
     print(f"\nlargest account record on the changelog: {largest:,} bytes")
-    assert 0 < largest < 2_000_000  # (4,096 ids of 53 bytes are 217 KB; parked inputs more)
+    assert 0 < largest < 4 * 1024 * 1024  # (the alert's line; 4,096 ids of 53 bytes are 217 KB)

@@ -304,6 +304,11 @@ def test_a_hot_account_ignores_a_repeat_whose_id_was_sealed_and_forgets_it_past_
                                  "account_id": "hot", "friend_id": f"f{i % 7}"})
     record = load_account(bus.accounts[b"hot"])
     assert len(record.seen) == 200 and record.sealed
+    # (each batch's largest account record written: here every batch wrote only "hot")
+    assert bus.registry.get_sample_value("warden_account_record_bytes_count") == 200
+    written = bus.registry.get_sample_value  # (cumulative buckets)
+    assert written("warden_account_record_bytes_bucket", {"le": "1024.0"}) < 200
+    assert written("warden_account_record_bytes_bucket", {"le": "16384.0"}) == 200
     bus.feed("friend-adds", {"event_id": "h0", "ts": T0, "account_id": "hot", "friend_id": "f0"})
     assert bus.registry.get_sample_value(
         "warden_duplicate_events_total", {"topic": "friend-adds"}) == 1
