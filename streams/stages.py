@@ -1005,14 +1005,9 @@ class _Work:
         record = self.record(key)
         now = self.clock(partition)
         first = record.seen.get(msg_id)
-        if first is not None:
-            if now - first < self.stage.policy.state.dedupe_horizon_ms:
-                return False
-            record.see(msg_id, now)  # (again past the horizon)
-        else:
-            record.seen[msg_id] = now
-            if record.unsealed is not None:
-                record.unsealed[msg_id] = now
+        if first is not None and now - first < self.stage.policy.state.dedupe_horizon_ms:
+            return False
+        record.see(msg_id, now)
         self.dirty[key] = partition
         return True
 
